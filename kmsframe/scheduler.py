@@ -1,0 +1,85 @@
+"""Runs what is due: announced and automatic rotations, and key destruction.
+
+One pass (``run_once``) looks at every key:
+
+* a rotation policy's notice period has begun → the next version is created
+  pre-active and ``kms_rotation_due`` fires;
+* its rotation is due → that version becomes primary and
+  ``kms_version_rotated`` fires;
+* a scheduled deletion's waiting period has ended → the key is destroyed and
+  ``kms_key_destroyed`` fires.
+
+Every step is an optimistic update of the key, so several schedulers (one per
+node) may run at once: one wins each step and the others see nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import attrs
+
+from .authorization import Principal
+from .errors import KmsError
+from .model import KeyStatus
+from .service import KeyService
+
+log = logging.getLogger(__name__)
+SCHEDULER = Principal(id="scheduler", kind="system", roles=frozenset({"system"}))
+
+
+@attrs.frozen(slots=True)
+class PassReport:
+    announced: tuple[str, ...] = ()
+    rotated: tuple[str, ...] = ()
+    destroyed: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+
+class Scheduler:
+    def __init__(self, service: KeyService, interval_seconds: float = 60.0) -> None:
+        self.service = service
+        self.interval = interval_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> PassReport:
+        announced, rotated, destroyed, failed = [], [], [], []
+        now = self.service.clock()
+        for key in self.service.list_keys():
+            try:
+                if key.status is KeyStatus.PENDING_DELETION and key.deletion_at is not None \
+                        and key.deletion_at <= now:
+                    if self.service.destroy_if_due(key.name, actor=SCHEDULER) is not None:
+                        destroyed.append(key.name)
+                    continue
+                policy, due = key.rotation_policy, key.next_rotation_at
+                if key.status is not KeyStatus.ENABLED or policy is None or due is None:
+                    continue
+                if now >= due:
+                    self.service.rotate(key.name, actor=SCHEDULER, reason="scheduled rotation")
+                    rotated.append(key.name)
+                elif now >= due - policy.notice_seconds:
+                    if self.service.announce_rotation(key.name, actor=SCHEDULER) is not None:
+                        announced.append(key.name)
+            except KmsError as exc:
+                log.error("scheduler: %s failed: %s", key.name, exc.code)
+                failed.append(key.name)
+        return PassReport(tuple(announced), tuple(rotated), tuple(destroyed), tuple(failed))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="kmsframe-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # keep the scheduler alive; the next pass retries
+                log.exception("scheduler pass failed")

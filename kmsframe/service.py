@@ -1,0 +1,483 @@
+"""The in-process KMS API every transport uses: key management and crypto.
+
+Management calls read the key from the store, apply a rule from
+:mod:`kmsframe.lifecycle`, save it with an optimistic revision check, signal
+the change to every worker, and then fire the lifecycle events. Crypto calls
+go through the in-memory :class:`~kmsframe.keycache.KeyCache`; the encrypt
+path is kept short on purpose (see ``bench/bench_core.py``).
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar, overload
+
+import attrs
+
+from . import ciphertext as ct
+from . import lifecycle
+from .authorization import SYSTEM, AuthorizationRequest, Principal
+from .errors import (
+    DecryptionFailed,
+    InvalidRequest,
+    KeyDisabled,
+    KeyNotFound,
+    KeyPendingDeletion,
+    KmsError,
+    OperationNotAllowed,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    VersionNotUsable,
+)
+from .keycache import KeyCache, LoadedKey
+from .keystore import KeyRepository
+from .model import (
+    FIRST_VERSION,
+    OPERATIONS_BY_PURPOSE,
+    Key,
+    KeyStatus,
+    KeyVersion,
+    Operation,
+    Purpose,
+    RotationPolicy,
+    VersionState,
+)
+from .plugins import PluginHost
+from .providers import HsmBackend, KeyHandle
+from .secrets import KeyMaterial
+
+T = TypeVar("T")
+DEFAULT_MAX_PLAINTEXT = 1 << 20  # 1 MiB per item
+DEFAULT_DELETION_WAIT_DAYS = 30
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class EncryptResult(NamedTuple):
+    ciphertext: str
+    version: int
+
+
+class DataKey(NamedTuple):
+    """A fresh data key: ``plaintext`` (None when only the wrapped form was
+    asked for) and ``ciphertext``, the same key encrypted under the KMS key."""
+
+    plaintext: KeyMaterial | None
+    ciphertext: str
+    version: int
+
+
+class ItemResult(NamedTuple):
+    """One item of a batch: exactly one of ``value`` and ``error`` is set."""
+
+    value: Any
+    error: KmsError | None
+
+
+@attrs.frozen(slots=True)
+class ServiceSettings:
+    cache_capacity: int = 10_000
+    cache_ttl_seconds: float = 300.0
+    deletion_wait_days: float = DEFAULT_DELETION_WAIT_DAYS
+    min_deletion_wait_days: float = 0.0
+    max_plaintext_bytes: int = DEFAULT_MAX_PLAINTEXT
+    max_batch_items: int = 1000
+
+
+class ChangeSignal(Protocol):
+    """See :mod:`kmsframe.changes`."""
+
+    def current(self) -> int: ...
+
+    def bump(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class KeyService:
+    def __init__(
+        self,
+        *,
+        plugins: PluginHost,
+        hsm: HsmBackend,
+        repository: KeyRepository,
+        signal: ChangeSignal,
+        settings: ServiceSettings = ServiceSettings(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.plugins = plugins
+        self.hsm = hsm
+        self.keys = repository
+        self.signal = signal
+        self.settings = settings
+        self.clock = clock
+        self.cache = KeyCache(settings.cache_capacity, settings.cache_ttl_seconds)
+        self._seen_change = signal.current()
+        self._load_lock = threading.Lock()
+        self._authorizers = plugins.has_authorizers
+
+    # =====================================================================
+    # Management
+    # =====================================================================
+
+    def create_key(
+        self,
+        name: str,
+        *,
+        algorithm: str = "aes-256-gcm",
+        purpose: Purpose | str | None = None,
+        rotation_policy: RotationPolicy | None = None,
+        description: str = "",
+        labels: Mapping[str, str] | None = None,
+        actor: Principal = SYSTEM,
+    ) -> Key:
+        _check_name(name)
+        algo = self.plugins.algorithm(algorithm)
+        if purpose is None:
+            if len(algo.purposes) != 1:
+                raise InvalidRequest(f"algorithm {algorithm!r} needs an explicit purpose")
+            (purpose,) = algo.purposes
+        try:
+            purpose = Purpose(purpose)
+        except ValueError:
+            raise InvalidRequest(f"unknown purpose {purpose!r}") from None
+        if purpose not in algo.purposes:
+            raise InvalidRequest(f"algorithm {algorithm!r} cannot be used to {purpose.value}")
+        self._authorize(actor, "keys.create", name)
+        now = self.clock()
+        key_id = _random.token_hex(16)
+        wrapped, public = self._new_material(key_id, FIRST_VERSION, algo.id, purpose)
+        key = Key(
+            id=key_id,
+            name=name,
+            algorithm=algo.id,
+            purpose=purpose,
+            created_at=now,
+            primary_version=FIRST_VERSION,
+            min_decryption_version=FIRST_VERSION,
+            versions=(
+                KeyVersion(number=FIRST_VERSION, state=VersionState.ACTIVE, created_at=now,
+                           activated_at=now, wrapped=wrapped, public_key=public),
+            ),
+            rotation_policy=rotation_policy,
+            next_rotation_at=None if rotation_policy is None else now + rotation_policy.period_seconds,
+            description=description,
+            labels=dict(labels or {}),
+            history=(lifecycle.HistoryEntry(at=now, action="key.created", actor=str(actor),
+                                            version=FIRST_VERSION,
+                                            to_state=VersionState.ACTIVE.value),),
+        )
+        key = self.keys.create(key)
+        self._changed(key.name)
+        self.plugins.key_created(key)
+        return key
+
+    def get_key(self, name: str) -> Key:
+        return self.keys.get(name)
+
+    def list_keys(self) -> list[Key]:
+        return self.keys.list()
+
+    def rotate(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None) -> Key:
+        """Make a new primary version (or activate the announced pre-active one)."""
+        self._authorize(actor, "keys.rotate", name)
+        current = self.keys.get(name)
+        pending = lifecycle.pending_version(current)
+        material = None
+        if pending is None:
+            # Wrapping happens outside the retry loop: HSM calls are not free,
+            # and the wrapped blob binds the version number we now reserve.
+            number = lifecycle.next_version_number(current)
+            material = self._new_material(current.id, number, current.algorithm, current.purpose)
+
+        def change(key: Key) -> lifecycle.Change:
+            target = lifecycle.pending_version(key)
+            events: list[lifecycle.Event] = []
+            if target is None:
+                if material is None or lifecycle.next_version_number(key) != number:
+                    raise _Retry()
+                key, _ = lifecycle.add_pre_active(
+                    key, wrapped=material[0], public_key=material[1], now=self.clock(),
+                    actor=str(actor), reason=reason or "rotation")
+                target = lifecycle.pending_version(key)
+                assert target is not None
+            key, events = lifecycle.promote(key, target.number, now=self.clock(), actor=str(actor),
+                                            action="version.rotated", reason=reason)
+            if key.rotation_policy is not None:
+                key = attrs.evolve(key, next_rotation_at=self.clock() + key.rotation_policy.period_seconds)
+            return key, events
+
+        try:
+            return self._update(name, change)
+        except _Retry:
+            return self.rotate(name, actor=actor, reason=reason)
+
+    def rollback(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None) -> Key:
+        """Emergency rollback: the previous stable version becomes primary again."""
+        self._authorize(actor, "keys.rollback", name)
+
+        def change(key: Key) -> lifecycle.Change:
+            target = lifecycle.rollback_target(key)
+            return lifecycle.promote(key, target.number, now=self.clock(), actor=str(actor),
+                                     action="version.rolled_back", reason=reason)
+
+        return self._update(name, change)
+
+    def set_version_state(self, name: str, version: int, state: VersionState | str, *,
+                          actor: Principal = SYSTEM, reason: str | None = None) -> Key:
+        try:
+            state = VersionState(state)
+        except ValueError:
+            raise InvalidRequest(f"unknown version state {state!r}") from None
+        self._authorize(actor, f"versions.{state.value}", name, version)
+        return self._update(name, lambda key: lifecycle.set_version_state(
+            key, version, state, now=self.clock(), actor=str(actor), reason=reason))
+
+    def set_min_decryption_version(self, name: str, version: int, *, actor: Principal = SYSTEM,
+                                   reason: str | None = None) -> Key:
+        self._authorize(actor, "keys.min_decryption_version", name, version)
+        return self._update(name, lambda key: lifecycle.set_min_decryption_version(
+            key, version, now=self.clock(), actor=str(actor), reason=reason))
+
+    def disable(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None) -> Key:
+        self._authorize(actor, "keys.disable", name)
+        return self._update(name, lambda key: lifecycle.set_status(
+            key, KeyStatus.DISABLED, now=self.clock(), actor=str(actor), reason=reason))
+
+    def enable(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None) -> Key:
+        self._authorize(actor, "keys.enable", name)
+        return self._update(name, lambda key: lifecycle.set_status(
+            key, KeyStatus.ENABLED, now=self.clock(), actor=str(actor), reason=reason))
+
+    def schedule_deletion(self, name: str, *, waiting_days: float | None = None,
+                          actor: Principal = SYSTEM, reason: str | None = None) -> Key:
+        days = self.settings.deletion_wait_days if waiting_days is None else waiting_days
+        if not isinstance(days, (int, float)) or days < self.settings.min_deletion_wait_days:
+            raise InvalidRequest(
+                f"the waiting period must be at least {self.settings.min_deletion_wait_days} days")
+        self._authorize(actor, "keys.schedule_deletion", name)
+        return self._update(name, lambda key: lifecycle.set_status(
+            key, KeyStatus.PENDING_DELETION, now=self.clock(), actor=str(actor), reason=reason,
+            deletion_at=self.clock() + days * 86400))
+
+    def cancel_deletion(self, name: str, *, actor: Principal = SYSTEM,
+                        reason: str | None = None) -> Key:
+        """Cancel a scheduled deletion; the key comes back *disabled*."""
+        self._authorize(actor, "keys.cancel_deletion", name)
+        return self._update(name, lambda key: lifecycle.set_status(
+            key, KeyStatus.DISABLED, now=self.clock(), actor=str(actor), reason=reason))
+
+    def destroy_if_due(self, name: str, *, actor: Principal = SYSTEM) -> Key | None:
+        """Erase a key whose deletion waiting period has ended (scheduler's job)."""
+        def change(key: Key) -> lifecycle.Change | None:
+            if key.status is not KeyStatus.PENDING_DELETION or key.deletion_at is None \
+                    or key.deletion_at > self.clock():
+                return None
+            return lifecycle.destroy(key, now=self.clock(), actor=str(actor))
+
+        return self._update(name, change)
+
+    def announce_rotation(self, name: str, *, actor: Principal = SYSTEM) -> Key | None:
+        """Create the next version as pre-active for a coming scheduled rotation."""
+        current = self.keys.get(name)
+        if lifecycle.pending_version(current) is not None or current.status is not KeyStatus.ENABLED:
+            return None
+        number = lifecycle.next_version_number(current)
+        wrapped, public = self._new_material(current.id, number, current.algorithm, current.purpose)
+
+        def change(key: Key) -> lifecycle.Change | None:
+            if lifecycle.pending_version(key) is not None or lifecycle.next_version_number(key) != number:
+                return None
+            key, _ = lifecycle.add_pre_active(key, wrapped=wrapped, public_key=public,
+                                                   now=self.clock(), actor=str(actor),
+                                                   reason="scheduled rotation announced")
+            return key, [("rotation_due", {"due_at": key.next_rotation_at, "next_version": number})]
+
+        return self._update(name, change)
+
+    @overload
+    def _update(self, name: str, change: Callable[[Key], lifecycle.Change]) -> Key: ...
+
+    @overload
+    def _update(self, name: str, change: Callable[[Key], lifecycle.Change | None]) -> Key | None: ...
+
+    def _update(self, name: str, change: Callable[[Key], Any]) -> Key | None:
+        """Store ``change`` of the key; then signal workers and fire its events.
+
+        Returns the new key, or None when ``change`` found nothing to do.
+        """
+        key, events = self.keys.update(name, change)
+        if events is None:
+            return None
+        self._changed(name)
+        for method, kwargs in events:
+            getattr(self.plugins, method)(key, **kwargs)
+        return key
+
+    def _changed(self, name: str) -> None:
+        self.cache.invalidate(name)
+        self.signal.bump()
+
+    def _new_material(self, key_id: str, version: int, algorithm: str,
+                      purpose: Purpose) -> tuple[Any, str | None]:
+        algo = self.plugins.algorithm(algorithm)
+        material = algo.generate(self.hsm.random)
+        public = algo.load(material).public_key_pem() if purpose is not Purpose.ENCRYPT or \
+            algo.data_key_size is None else None
+        wrapped = self.hsm.wrap(material, ct.wrap_aad(key_id, version, algorithm, purpose.value))
+        return wrapped, public
+
+    # =====================================================================
+    # Crypto
+    # =====================================================================
+
+    def _loaded(self, name: str) -> LoadedKey:
+        """The cached key, reloaded if missing, expired, or changed anywhere."""
+        change = self.signal.current()
+        if change != self._seen_change:
+            self.cache.invalidate()
+            self._seen_change = change
+        entry = self.cache.get(name)
+        if entry is None:
+            with self._load_lock:
+                key = self.keys.get(name)
+                entry = LoadedKey(key, self.cache.new_deadline(), _blocked(key))
+                self.cache.put(entry)
+        return entry
+
+    def _handle(self, entry: LoadedKey, number: int, opening: bool) -> KeyHandle:
+        handle = entry.handles.get(number)
+        if handle is not None:
+            return handle
+        key = entry.key
+        version = key.version(number)
+        if version is None:
+            raise DecryptionFailed() if opening else VersionNotUsable()
+        if opening:
+            if not version.usable_for_opening or number < key.min_decryption_version:
+                raise DecryptionFailed(log_detail=f"{key.name} v{number} is {version.state.value}")
+        elif version.state is not VersionState.ACTIVE:
+            raise VersionNotUsable()
+        assert version.wrapped is not None
+        material = self.hsm.unwrap(
+            version.wrapped, ct.wrap_aad(key.id, number, key.algorithm, key.purpose.value))
+        handle = self.plugins.algorithm(key.algorithm).load(material)
+        entry.handles[number] = handle
+        return handle
+
+    def _primary(self, name: str, op: Operation, principal: Principal) -> LoadedKey:
+        entry = self._loaded(name)
+        if entry.blocked is not None:
+            raise entry.blocked
+        if op not in OPERATIONS_BY_PURPOSE[entry.key.purpose]:
+            raise OperationNotAllowed(f"key {name!r} is a {entry.key.purpose.value} key")
+        if self._authorizers:
+            self._authorize(principal, op.value, name)
+        if entry.primary_handle is None:
+            entry.primary_handle = self._handle(entry, entry.primary_version, opening=False)
+        return entry
+
+    def _check_plaintext(self, plaintext: bytes) -> None:
+        if type(plaintext) is not bytes:
+            raise InvalidRequest("plaintext must be bytes")
+        if len(plaintext) > self.settings.max_plaintext_bytes:
+            raise PayloadTooLarge(
+                f"plaintext is larger than {self.settings.max_plaintext_bytes} bytes")
+
+    def encrypt(self, name: str, plaintext: bytes, context: Mapping[str, str] | None = None,
+                *, principal: Principal = SYSTEM) -> EncryptResult:
+        """Encrypt under the primary version; the ciphertext names its version."""
+        entry = self._primary(name, Operation.ENCRYPT, principal)
+        self._check_plaintext(plaintext)
+        aad = ct.data_aad(entry.key.id, entry.primary_version, context) if context else entry.primary_aad
+        body = entry.primary_handle.encrypt(plaintext, aad)  # type: ignore[union-attr]
+        return EncryptResult(entry.primary_prefix + ct.b2a(body), entry.primary_version)
+
+    def decrypt(self, name: str, ciphertext: str, context: Mapping[str, str] | None = None,
+                *, principal: Principal = SYSTEM) -> bytes:
+        """Open a ciphertext made by :meth:`encrypt`; failures never say why."""
+        version, body = ct.decode(ciphertext)
+        entry = self._loaded(name)
+        if entry.blocked is not None:
+            raise entry.blocked
+        if entry.key.purpose is not Purpose.ENCRYPT:
+            raise OperationNotAllowed(f"key {name!r} is a {entry.key.purpose.value} key")
+        if self._authorizers:
+            self._authorize(principal, Operation.DECRYPT.value, name, version)
+        handle = self._handle(entry, version, opening=True)
+        aad = ct.data_aad(entry.key.id, version, context)
+        return handle.decrypt(body, aad)
+
+    def rewrap(self, name: str, ciphertext: str, context: Mapping[str, str] | None = None,
+               *, new_context: Mapping[str, str] | None = None,
+               principal: Principal = SYSTEM) -> EncryptResult:
+        """Decrypt with the ciphertext's version and encrypt with the primary (密钥升级)."""
+        self._primary(name, Operation.REWRAP, principal)
+        plaintext = self.decrypt(name, ciphertext, context)
+        return self.encrypt(name, plaintext, context if new_context is None else new_context)
+
+    def generate_data_key(self, name: str, context: Mapping[str, str] | None = None, *,
+                          size: int | None = None, include_plaintext: bool = True,
+                          principal: Principal = SYSTEM) -> DataKey:
+        """A fresh data key from the HSM's generator, returned wrapped (and plain)."""
+        entry = self._primary(name, Operation.DATAKEY, principal)
+        algo = self.plugins.algorithm(entry.key.algorithm)
+        size = size or algo.data_key_size
+        if size is None or not isinstance(size, int) or not 16 <= size <= 64:
+            raise InvalidRequest("data key size must be between 16 and 64 bytes")
+        plaintext = self.hsm.random(size)
+        wrapped = self.encrypt(name, plaintext, context)
+        return DataKey(KeyMaterial(plaintext) if include_plaintext else None,
+                       wrapped.ciphertext, wrapped.version)
+
+    def batch(self, operation: Callable[..., T], items: Sequence[Mapping[str, Any]]) -> list[ItemResult]:
+        """Run ``operation(**item)`` per item; one bad item fails alone."""
+        if len(items) > self.settings.max_batch_items:
+            raise PayloadTooLarge(f"a batch holds at most {self.settings.max_batch_items} items")
+        results = []
+        for item in items:
+            try:
+                results.append(ItemResult(operation(**item), None))
+            except KmsError as exc:
+                results.append(ItemResult(None, exc))
+            except TypeError:
+                results.append(ItemResult(None, InvalidRequest("the item has wrong or missing fields")))
+        return results
+
+    # =====================================================================
+    # Authorization
+    # =====================================================================
+
+    def _authorize(self, principal: Principal, operation: str, key_name: str | None = None,
+                   version: int | None = None) -> None:
+        if not self._authorizers:
+            return
+        denial = self.plugins.authorize(AuthorizationRequest(
+            principal=principal, operation=operation, key_name=key_name, version=version))
+        if denial is not None:
+            if denial.code == RateLimited.code:
+                raise RateLimited(log_detail=denial.reason)
+            raise PermissionDenied(log_detail=denial.reason)
+
+
+class _Retry(Exception):
+    """The key changed between reserving a version number and saving it."""
+
+
+def _blocked(key: Key) -> KmsError | None:
+    if key.status is KeyStatus.ENABLED:
+        return None
+    if key.status is KeyStatus.DISABLED:
+        return KeyDisabled(f"key {key.name!r} is disabled")
+    if key.status is KeyStatus.PENDING_DELETION:
+        return KeyPendingDeletion(f"key {key.name!r} is scheduled for deletion")
+    return KeyNotFound(f"key {key.name!r} is destroyed")
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not 1 <= len(name) <= 128 or not set(name) <= _NAME_CHARS:
+        raise InvalidRequest(
+            "key names are 1-128 characters of letters, digits, '-', '_' and '.'")
