@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -19,6 +20,10 @@ class Principal:
     def __str__(self) -> str:
         return f"{self.kind}:{self.id}"
 
+
+# The calling client's address, set by the transport for the current request
+# and read only when a kms_authorize plugin is asked (never on the fast path).
+request_source: ContextVar[str | None] = ContextVar("kmsframe_request_source", default=None)
 
 SYSTEM = Principal(id="system", kind="system", roles=frozenset({"system"}))
 

@@ -75,6 +75,9 @@ class DeploymentConfig:
     audit_sinks: tuple[Mapping[str, Any], ...] = ()
     keys: Mapping[str, Any] = attrs.field(factory=dict)
     http: Mapping[str, Any] = attrs.field(factory=dict)
+    access: Mapping[str, Any] = attrs.field(factory=dict)  # [access]: logins, sessions
+    approvals: Mapping[str, Any] = attrs.field(factory=dict)  # [approvals.<operation>]
+    audit: Mapping[str, Any] = attrs.field(factory=dict)  # [audit] minus its sinks
     source: Path | None = None
 
     @classmethod
@@ -106,6 +109,9 @@ class DeploymentConfig:
             ),
             keys=dict(raw.get("keys", {})),
             http=resolve_secrets(dict(raw.get("http", {})), where="http"),
+            access=dict(raw.get("access", {})),
+            approvals=dict(raw.get("approvals", {})),
+            audit={k: v for k, v in audit.items() if k != "sinks"},
             source=source,
         )
 

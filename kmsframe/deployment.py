@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from .access.builtin import register_builtin_plugins
+from .access.control import AccessControl
 from .changes import LocalChangeSignal, SharedFileChangeSignal
 from .config import DeploymentConfig
 from .errors import ConfigurationError, KmsError
@@ -40,12 +42,14 @@ class Deployment:
     """A running set of plugins and the key service built on them."""
 
     def __init__(self, config: DeploymentConfig, plugins: PluginHost, hsm: HsmBackend,
-                 storage: Storage, service: KeyService) -> None:
+                 storage: Storage, service: KeyService, access: AccessControl) -> None:
         self.config = config
         self.plugins = plugins
         self.hsm = hsm
         self.storage = storage
         self.service = service
+        self.access = access
+        access.attach(self)
 
     @classmethod
     def open(cls, config: DeploymentConfig, *, plugins: PluginHost | None = None,
@@ -53,6 +57,7 @@ class Deployment:
         if plugins is None:
             plugins = PluginHost()
             plugins.load_entry_points(config.plugins)
+        register_builtin_plugins(plugins)
         storage = plugins.build_storage(config.storage)
         hsm = plugins.build_hsm(config.hsm)
         settings = service_settings(config.keys)
@@ -70,10 +75,18 @@ class Deployment:
                   if shared_signal else LocalChangeSignal())
         service = KeyService(plugins=plugins, hsm=hsm, repository=KeyRepository(storage),
                              signal=signal, settings=settings)
-        return cls(config, plugins, hsm, storage, service)
+        try:
+            access = AccessControl.open(config, plugins, hsm, storage, service)
+        except BaseException:
+            for thing in reversed(opened):
+                thing.close()
+            raise
+        return cls(config, plugins, hsm, storage, service, access)
 
     def close(self) -> None:
-        for closer in (self.hsm.close, self.storage.close, self.service.signal.close):
+        # The audit log first: its closing seal needs the HSM and the store.
+        for closer in (self.access.close, self.hsm.close, self.storage.close,
+                       self.service.signal.close):
             try:
                 closer()
             except Exception:

@@ -99,6 +99,19 @@ def kms_register_transports(register: Callable[[str, TransportFactory], None]) -
     """
 
 
+@hookspec
+def kms_register_approval_executors(register: Callable[[str, Any], None]) -> None:
+    """Offer what an approved dual-control request runs (HSM ceremonies...).
+
+    :param register: call ``register(operation, executor)`` with a
+        :class:`kmsframe.approvals.ApprovalExecutor`; ``operation`` is e.g.
+        ``"mk.backup"``. Its approval rule comes from the deployment's
+        ``[approvals]`` table (master-key operations default to 3 security
+        admins + 1 operator). The executor runs once, after the quorum.
+    :return: nothing.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Authorization
 # ---------------------------------------------------------------------------

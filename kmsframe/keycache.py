@@ -30,9 +30,12 @@ class LoadedKey:
         "primary_prefix",
         "primary_handle",
         "primary_aad",
+        "apps",
+        "hooked",
     )
 
-    def __init__(self, key: Key, deadline: float, blocked: KmsError | None) -> None:
+    def __init__(self, key: Key, deadline: float, blocked: KmsError | None,
+                 hooked: bool = False) -> None:
         self.key = key
         self.handles: dict[int, KeyHandle] = {}
         self.deadline = deadline
@@ -42,6 +45,11 @@ class LoadedKey:
         self.primary_prefix = "%05d" % key.primary_version
         self.primary_handle: KeyHandle | None = None
         self.primary_aad = data_aad(key.id, key.primary_version)
+        # Key-to-app bindings, looked up per app call: app id -> operations.
+        self.apps = key.apps
+        # Whether crypto calls must ask the kms_authorize plugins (a
+        # third-party authorizer is loaded, or the key has conditions).
+        self.hooked = hooked or bool(key.conditions)
 
     @property
     def purpose(self) -> Purpose:

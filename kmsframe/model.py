@@ -172,6 +172,12 @@ class Key:
     description: str = ""
     labels: Mapping[str, str] = attrs.field(factory=dict)
     history: tuple[HistoryEntry, ...] = ()
+    # Key-to-app bindings: app id -> the operations that app may perform
+    # (see kmsframe.access.bindings); no entry means the app may not use it.
+    apps: Mapping[str, frozenset[Operation]] = attrs.field(factory=dict)
+    # Per-key conditions judged by kms_authorize plugins (source ranges,
+    # time windows, rate limits; see kmsframe.access.conditions).
+    conditions: Mapping[str, Any] = attrs.field(factory=dict)
     # Storage revision this value was read at; 0 = never stored.
     revision: int = attrs.field(default=0, eq=False)
 
@@ -215,6 +221,8 @@ class Key:
             "deletion_at": self.deletion_at,
             "description": self.description,
             "labels": dict(self.labels),
+            "apps": {app: sorted(op.value for op in ops) for app, ops in sorted(self.apps.items())},
+            "conditions": dict(self.conditions),
             "versions": [
                 {
                     "version": v.number,

@@ -58,11 +58,13 @@ class PluginHost:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.active: list[str] = []
+        self.builtins: set[str] = set()
         self._algorithms: dict[str, Algorithm] = {}
         self._hsm_factories: dict[str, Callable[..., HsmBackend]] = {}
         self._storage_factories: dict[str, Callable[..., Storage]] = {}
         self._audit_factories: dict[str, Callable[..., AuditSink]] = {}
         self._transport_factories: dict[str, Callable[..., Transport]] = {}
+        self._approval_executors: dict[str, Any] = {}
         self._collected = False
 
     # -- loading -------------------------------------------------------------
@@ -128,6 +130,7 @@ class PluginHost:
             ("storage backend", "kms_register_storage_backends", self._storage_factories),
             ("audit sink", "kms_register_audit_sinks", self._audit_factories),
             ("transport", "kms_register_transports", self._transport_factories),
+            ("approval executor", "kms_register_approval_executors", self._approval_executors),
         ):
             target.clear()
             caller = getattr(self.pm.hook, hook)
@@ -190,6 +193,11 @@ class PluginHost:
         self._collect()
         return self._build("transport", self._transport_factories, settings)
 
+    def approval_executors(self) -> Mapping[str, Any]:
+        """Executors offered by plugins for approved requests, by operation."""
+        self._collect()
+        return dict(self._approval_executors)
+
     def offered(self) -> dict[str, list[str]]:
         """What the loaded plugins offer, by kind (for ``kmsframe plugins``)."""
         self._collect()
@@ -206,6 +214,23 @@ class PluginHost:
     @property
     def has_authorizers(self) -> bool:
         return bool(self.pm.hook.kms_authorize.get_hookimpls())
+
+    @property
+    def has_crypto_authorizers(self) -> bool:
+        """Whether an authorizer other than the built-in ones is loaded.
+
+        Built-in authorizers judge management roles and per-key conditions;
+        the key service calls the hook on the crypto path only for keys with
+        conditions unless a third-party authorizer needs every call.
+        """
+        return any(impl.plugin_name not in self.builtins
+                   for impl in self.pm.hook.kms_authorize.get_hookimpls())
+
+    def register_builtin(self, plugin: object, name: str) -> None:
+        """Register one of the core's own plugins (idempotent)."""
+        if self.pm.get_plugin(name) is None:
+            self.register(plugin, name)
+        self.builtins.add(name)
 
     def authorize(self, request: AuthorizationRequest) -> Denial | None:
         for result in self.pm.hook.kms_authorize(request=request):

@@ -16,6 +16,7 @@ from .model import (
     Key,
     KeyStatus,
     KeyVersion,
+    Operation,
     Purpose,
     RotationPolicy,
     VersionState,
@@ -48,6 +49,8 @@ def key_to_document(key: Key) -> dict[str, Any]:
         "description": key.description,
         "labels": dict(key.labels),
         "versions": [_version_to_dict(v) for v in key.versions],
+        "apps": {app: sorted(op.value for op in ops) for app, ops in key.apps.items()},
+        "conditions": dict(key.conditions),
         "history": [
             {k: v for k, v in (
                 ("at", h.at), ("action", h.action), ("actor", h.actor), ("version", h.version),
@@ -105,6 +108,9 @@ def key_from_document(doc: Mapping[str, Any], revision: int) -> Key:
                 )
                 for h in doc.get("history", [])
             ),
+            apps={app: frozenset(Operation(op) for op in ops)
+                  for app, ops in doc.get("apps", {}).items()},
+            conditions=dict(doc.get("conditions", {})),
             revision=revision,
         )
     except (KeyError, TypeError, ValueError) as exc:

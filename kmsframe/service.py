@@ -19,7 +19,8 @@ import attrs
 
 from . import ciphertext as ct
 from . import lifecycle
-from .authorization import SYSTEM, AuthorizationRequest, Principal
+from .access import bindings
+from .authorization import SYSTEM, AuthorizationRequest, Principal, request_source
 from .errors import (
     DecryptionFailed,
     InvalidRequest,
@@ -118,6 +119,12 @@ class KeyService:
         self._seen_change = signal.current()
         self._load_lock = threading.Lock()
         self._authorizers = plugins.has_authorizers
+        # Built-in authorizers (roles, key conditions) need not run on every
+        # crypto call; only third-party ones or a key's conditions force it.
+        self._crypto_authorizers = plugins.has_crypto_authorizers
+        # Set by the deployment's access control to audit every stored change
+        # (see kmsframe.access.control).
+        self.on_change: Callable[[Key], None] | None = None
 
     # =====================================================================
     # Management
@@ -171,7 +178,7 @@ class KeyService:
                                             to_state=VersionState.ACTIVE.value),),
         )
         key = self.keys.create(key)
-        self._changed(key.name)
+        self._changed(key.name, key)
         self.plugins.key_created(key)
         return key
 
@@ -298,6 +305,26 @@ class KeyService:
 
         return self._update(name, change)
 
+    def bind_app(self, name: str, app_id: str, operations: Iterable[str], *,
+                 actor: Principal = SYSTEM) -> Key:
+        """Allow app ``app_id`` the ``operations`` on key ``name`` (replaces its binding)."""
+        self._authorize(actor, "keys.bind", name)
+        return self._update(name, lambda key: bindings.bind(
+            key, app_id, operations, now=self.clock(), actor=str(actor)))
+
+    def unbind_app(self, name: str, app_id: str, *, actor: Principal = SYSTEM) -> Key:
+        """Remove app ``app_id``'s binding to key ``name``."""
+        self._authorize(actor, "keys.bind", name)
+        return self._update(name, lambda key: bindings.unbind(
+            key, app_id, now=self.clock(), actor=str(actor)))
+
+    def set_conditions(self, name: str, conditions: Mapping[str, Any], *,
+                       actor: Principal = SYSTEM) -> Key:
+        """Replace key ``name``'s conditions (see :mod:`kmsframe.access.conditions`)."""
+        self._authorize(actor, "keys.conditions", name)
+        return self._update(name, lambda key: bindings.set_conditions(
+            key, conditions, now=self.clock(), actor=str(actor)))
+
     @overload
     def _update(self, name: str, change: Callable[[Key], lifecycle.Change]) -> Key: ...
 
@@ -312,14 +339,16 @@ class KeyService:
         key, events = self.keys.update(name, change)
         if events is None:
             return None
-        self._changed(name)
+        self._changed(name, key)
         for method, kwargs in events:
             getattr(self.plugins, method)(key, **kwargs)
         return key
 
-    def _changed(self, name: str) -> None:
+    def _changed(self, name: str, key: Key | None = None) -> None:
         self.cache.invalidate(name)
         self.signal.bump()
+        if key is not None and self.on_change is not None:
+            self.on_change(key)  # the audit log records key.history[-1], durably
 
     def _new_material(self, key_id: str, version: int, algorithm: str,
                       purpose: Purpose) -> tuple[Any, str | None]:
@@ -344,7 +373,8 @@ class KeyService:
         if entry is None:
             with self._load_lock:
                 key = self.keys.get(name)
-                entry = LoadedKey(key, self.cache.new_deadline(), _blocked(key))
+                entry = LoadedKey(key, self.cache.new_deadline(), _blocked(key),
+                                  self._crypto_authorizers)
                 self.cache.put(entry)
         return entry
 
@@ -374,8 +404,11 @@ class KeyService:
             raise entry.blocked
         if op not in OPERATIONS_BY_PURPOSE[entry.key.purpose]:
             raise OperationNotAllowed(f"key {name!r} is a {entry.key.purpose.value} key")
-        if self._authorizers:
-            self._authorize(principal, op.value, name)
+        if principal.kind != "system" and (principal.kind != "app"
+                                           or op not in entry.apps.get(principal.id, ())):
+            raise _unbound(principal, op, name)
+        if entry.hooked:
+            self._authorize(principal, op.value, name, conditions=entry.key.conditions)
         if entry.primary_handle is None:
             entry.primary_handle = self._handle(entry, entry.primary_version, opening=False)
         return entry
@@ -405,8 +438,12 @@ class KeyService:
             raise entry.blocked
         if entry.key.purpose is not Purpose.ENCRYPT:
             raise OperationNotAllowed(f"key {name!r} is a {entry.key.purpose.value} key")
-        if self._authorizers:
-            self._authorize(principal, Operation.DECRYPT.value, name, version)
+        if principal.kind != "system" and (
+                principal.kind != "app" or Operation.DECRYPT not in entry.apps.get(principal.id, ())):
+            raise _unbound(principal, Operation.DECRYPT, name)
+        if entry.hooked:
+            self._authorize(principal, Operation.DECRYPT.value, name, version,
+                            entry.key.conditions)
         handle = self._handle(entry, version, opening=True)
         aad = ct.data_aad(entry.key.id, version, context)
         return handle.decrypt(body, aad)
@@ -452,15 +489,24 @@ class KeyService:
     # =====================================================================
 
     def _authorize(self, principal: Principal, operation: str, key_name: str | None = None,
-                   version: int | None = None) -> None:
+                   version: int | None = None, conditions: Mapping[str, Any] | None = None) -> None:
         if not self._authorizers:
             return
         denial = self.plugins.authorize(AuthorizationRequest(
-            principal=principal, operation=operation, key_name=key_name, version=version))
+            principal=principal, operation=operation, key_name=key_name, version=version,
+            source=request_source.get(), conditions=conditions or {}))
         if denial is not None:
             if denial.code == RateLimited.code:
                 raise RateLimited(log_detail=denial.reason)
             raise PermissionDenied(log_detail=denial.reason)
+
+
+def _unbound(principal: Principal, op: Operation, name: str) -> PermissionDenied:
+    """The key is not bound to this caller for this operation (apps only)."""
+    if principal.kind != "app":
+        return PermissionDenied(log_detail=f"{principal} is not an app; crypto is for apps")
+    return PermissionDenied(log_detail=f"key {name!r} is not bound to app {principal.id!r} "
+                                       f"for {op.value}")
 
 
 class _Retry(Exception):

@@ -1,0 +1,183 @@
+"""The deployment's access control: users, sessions, approvals and audit in one
+place, and the audited entry points transports call.
+
+* :meth:`AccessControl.login` / :meth:`logout` — human sessions (audited);
+* :meth:`AccessControl.crypto` — every app crypto call goes through here: it
+  refuses while the audit log cannot be written (fail closed), runs the call
+  and queues an audit record with its outcome (denials included);
+* :meth:`AccessControl.manage` — a management call: refused if the audit log
+  is down, its denial or failure recorded durably; stored key changes are
+  recorded by the key service's ``on_change`` (``key.history[-1]``), so the
+  CLI, the scheduler and approved requests are audited the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..approval_executors import BUILTIN_EXECUTORS
+from ..approvals import Approvals, rules_from_config
+from ..audit.log import AuditLog, AuditSettings
+from ..audit.records import AuditEvent
+from ..audit.sealing import SealingKeys
+from ..authorization import Principal, request_source
+from ..errors import ConfigurationError, KmsError, PermissionDenied
+from ..model import Key
+from ..plugins import PluginHost
+from ..providers import HsmBackend, Storage
+from ..service import KeyService
+from .passwords import PasswordPolicy, Passwords
+from .roles import require
+from .sessions import Session, SessionPolicy, SessionStore
+from .totp import TotpParameters
+from .users import LoginPolicy, User, UserDirectory
+
+if TYPE_CHECKING:
+    from ..config import DeploymentConfig
+    from ..deployment import Deployment
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    known = {"argon2_time_cost", "argon2_memory_kib", "argon2_parallelism", "min_password_length",
+             "totp_digits", "totp_digest", "totp_window", "session_seconds",
+             "session_idle_seconds", "max_failed_logins", "lockout_seconds"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigurationError(f"[access] has unknown settings: {', '.join(sorted(unknown))}")
+    return dict(raw)
+
+
+class AccessControl:
+    def __init__(self, *, users: UserDirectory, sessions: SessionStore, approvals: Approvals,
+                 audit: AuditLog, service: KeyService,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.users = users
+        self.sessions = sessions
+        self.approvals = approvals
+        self.audit = audit
+        self.service = service
+        self.clock = clock
+        service.on_change = self._key_changed
+
+    @classmethod
+    def open(cls, config: "DeploymentConfig", plugins: PluginHost, hsm: HsmBackend,
+             storage: Storage, service: KeyService) -> "AccessControl":
+        raw = _settings(config.access)
+        passwords = Passwords(PasswordPolicy(
+            time_cost=int(raw.get("argon2_time_cost", 3)),
+            memory_cost_kib=int(raw.get("argon2_memory_kib", 65536)),
+            parallelism=int(raw.get("argon2_parallelism", 2)),
+            min_length=int(raw.get("min_password_length", 12))))
+        try:
+            totp = TotpParameters(digits=int(raw.get("totp_digits", 6)),
+                                  digest=str(raw.get("totp_digest", "sha1")),
+                                  window=int(raw.get("totp_window", 1)))
+        except ValueError as exc:
+            raise ConfigurationError(f"[access] {exc}") from None
+        users = UserDirectory(storage, hsm, passwords, totp=totp, login=LoginPolicy(
+            max_failed_logins=int(raw.get("max_failed_logins", 5)),
+            lockout_seconds=float(raw.get("lockout_seconds", 300))))
+        sessions = SessionStore(storage, users, SessionPolicy(
+            lifetime_seconds=float(raw.get("session_seconds", 8 * 3600)),
+            idle_seconds=float(raw.get("session_idle_seconds", 1800))))
+        sinks = [plugins.build_audit_sink({**spec, "deployment_storage": storage})
+                 for spec in (config.audit_sinks or ({"type": "store"},))]
+        audit = AuditLog(sinks, storage, SealingKeys(storage, hsm),
+                         settings=AuditSettings.from_mapping(config.audit))
+        approvals = Approvals(storage, users, rules=rules_from_config(config.approvals),
+                              audit=audit.record)
+        for operation, executor in {**BUILTIN_EXECUTORS, **plugins.approval_executors()}.items():
+            approvals.executors[operation] = executor
+        audit.start()
+        return cls(users=users, sessions=sessions, approvals=approvals, audit=audit,
+                   service=service)
+
+    def attach(self, deployment: "Deployment") -> None:
+        self.approvals.deployment = deployment
+
+    def close(self) -> None:
+        self.audit.close()
+
+    # -- humans ----------------------------------------------------------------------
+
+    def login(self, name: str, password: str, code: str, *,
+              source: str | None = None) -> tuple[str, Session, User]:
+        """Password + TOTP → a session token (shown once), audited either way."""
+        self.audit.check_writable()
+        try:
+            user = self.users.authenticate(name, password, code)
+        except KmsError as exc:
+            self.audit.record(AuditEvent(at=self.clock(), actor=f"user:{name}"[:80],
+                                         action="login", outcome=exc.code, source=source,
+                                         detail=exc.log_detail))
+            raise
+        token, session = self.sessions.open(user.name, source)
+        self.audit.record(AuditEvent(at=self.clock(), actor=f"user:{user.name}",
+                                     action="login", source=source))
+        return token, session, user
+
+    def logout(self, token: str, principal: Principal, *, source: str | None = None) -> None:
+        self.sessions.revoke(token)
+        self.audit.record(AuditEvent.of(principal, "logout", at=self.clock(), source=source))
+
+    def principal_for_session(self, token: str) -> Principal:
+        return self.sessions.principal(token)
+
+    # -- audited entry points ------------------------------------------------------------
+
+    def crypto(self, principal: Principal, operation: str, key: str,
+               call: Callable[[], T], *, source: str | None = None) -> T:
+        """Run an app's crypto ``call``; its outcome is audited (batched)."""
+        audit = self.audit
+        audit.check_writable()
+        try:
+            result = call()
+        except KmsError as exc:
+            audit.record_batched(AuditEvent(
+                at=self.clock(), actor=str(principal), action=operation, key=key,
+                outcome=exc.code, source=source,
+                detail=exc.log_detail if isinstance(exc, PermissionDenied) else None))
+            raise
+        audit.record_batched(AuditEvent(
+            at=self.clock(), actor=str(principal), action=operation, key=key,
+            version=getattr(result, "version", None), source=source))
+        return result
+
+    def manage(self, principal: Principal, permission: str, action: str,
+               call: Callable[[], T], *, key: str | None = None, target: str | None = None,
+               source: str | None = None, record_success: bool = False) -> T:
+        """Run a management ``call`` after checking ``permission``; failures are
+        recorded durably. Key changes record themselves (``on_change``); pass
+        ``record_success`` for other changes (users, sessions...)."""
+        self.audit.check_writable()
+        token = request_source.set(source)
+        try:
+            require(principal, permission)
+            result = call()
+        except KmsError as exc:
+            self.audit.record(AuditEvent(
+                at=self.clock(), actor=str(principal), action=action, key=key, target=target,
+                outcome=exc.code, source=source, detail=exc.log_detail))
+            raise
+        finally:
+            request_source.reset(token)
+        if record_success:
+            self.audit.record(AuditEvent(at=self.clock(), actor=str(principal), action=action,
+                                         key=key, target=target, source=source))
+        return result
+
+    # -- key service callbacks ------------------------------------------------------------
+
+    def _key_changed(self, key: Key) -> None:
+        if not key.history:
+            return
+        h = key.history[-1]
+        self.audit.record(AuditEvent(at=h.at, actor=h.actor, action=h.action, key=key.name,
+                                     version=h.version, source=request_source.get(),
+                                     detail=h.reason))

@@ -1,0 +1,72 @@
+"""The hash chain and its seals: what makes the audit log tamper-evident.
+
+Each worker process writes its own *stream* (a random id), so many workers
+append without coordinating. Within a stream, record ``n`` carries the hash
+of record ``n-1``; a record's hash is SHA-256 over its canonical JSON (keys
+sorted, no spaces, UTF-8) without the ``hash`` field::
+
+    {"format": 1, "stream": "9f3c...", "n": 7, "prev": "<hex of record 6>",
+     "type": "event", "at": ..., "actor": ..., "action": ..., "outcome": ...,
+     ..., "hash": "<hex>"}
+
+Record 1 has ``prev`` = 64 zeros. Editing a record breaks its hash; deleting
+or reordering breaks ``n``/``prev``. Forging a whole consistent tail needs
+the *seal*: every so often (and on every management record) the stream
+writes a ``"type": "seal"`` record whose ``mac`` is an HMAC-SHA256, under the
+audit sealing key, over ``{stream, n, head}`` of the record before it. The
+sealing key is drawn from the HSM and stored only wrapped by the master key
+(:mod:`kmsframe.audit.sealing`), so only someone holding the HSM can forge a
+seal. Truncating the tail is caught by the *anchor*: each seal is also
+written, with its MAC, outside the log (a document in the key store), and
+verification requires every anchored seal to be present in the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+RECORD_FORMAT = 1
+GENESIS = "0" * 64
+
+
+def canonical(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
+
+
+def seal_mac(key: bytes, stream: str, n: int, head: str) -> str:
+    """The MAC a seal carries over the record it seals (``n``, ``head``)."""
+    return hmac.new(key, canonical({"head": head, "n": n, "seal": 1, "stream": stream}),
+                    hashlib.sha256).hexdigest()
+
+
+class Chain:
+    """One stream's position: turns event fields into chained records."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.n = 0
+        self.head = GENESIS
+
+    def link(self, fields: Mapping[str, Any], type_: str = "event") -> dict[str, Any]:
+        record = {"format": RECORD_FORMAT, "stream": self.stream, "n": self.n + 1,
+                  "prev": self.head, "type": type_, **fields}
+        record["hash"] = record_hash(record)
+        self.n += 1
+        self.head = record["hash"]
+        return record
+
+    def seal(self, key: bytes, key_id: str, at: float) -> dict[str, Any]:
+        """A seal record over the current head (itself chained)."""
+        sealed_n, sealed_head = self.n, self.head
+        return self.link({"at": at, "sealed_n": sealed_n, "sealed_head": sealed_head,
+                          "seal_key": key_id,
+                          "mac": seal_mac(key, self.stream, sealed_n, sealed_head)}, "seal")
