@@ -15,8 +15,13 @@ from ..deployment import Deployment
 
 
 def embedded_config(data_dir: Path, *, storage_url: str | None = None,
-                    extra_plugins: tuple[str, ...] = (), keys: dict | None = None) -> DeploymentConfig:
-    """An embedded deployment config in ``data_dir`` with a fast test KDF."""
+                    extra_plugins: tuple[str, ...] = (), keys: dict | None = None,
+                    extra: dict | None = None) -> DeploymentConfig:
+    """An embedded deployment config in ``data_dir`` with a fast test KDF.
+
+    ``extra`` adds top-level tables (``access``, ``audit``, ``approvals``...);
+    unless given, ``[access]`` uses cheap Argon2 parameters to keep tests fast.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = data_dir / "unseal.secret"
     if not secret.exists():
@@ -28,6 +33,8 @@ def embedded_config(data_dir: Path, *, storage_url: str | None = None,
                 "unseal_secret": f"$file:{secret}", "scrypt_n": 2**10},
         "storage": {"backend": "sql", "url": storage_url or f"sqlite:///{data_dir / 'kms.db'}"},
         "keys": keys or {},
+        "access": {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1},
+        **(extra or {}),
     })
 
 
