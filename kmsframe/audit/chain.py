@@ -64,9 +64,13 @@ class Chain:
         self.head = record["hash"]
         return record
 
-    def seal(self, key: bytes, key_id: str, at: float) -> dict[str, Any]:
-        """A seal record over the current head (itself chained)."""
+    def seal(self, key: bytes, key_id: str, at: float, closed: bool = False) -> dict[str, Any]:
+        """A seal record over the current head (itself chained); ``closed``
+        marks the stream's last record."""
         sealed_n, sealed_head = self.n, self.head
-        return self.link({"at": at, "sealed_n": sealed_n, "sealed_head": sealed_head,
-                          "seal_key": key_id,
-                          "mac": seal_mac(key, self.stream, sealed_n, sealed_head)}, "seal")
+        fields: dict[str, Any] = {"at": at, "sealed_n": sealed_n, "sealed_head": sealed_head,
+                                  "seal_key": key_id,
+                                  "mac": seal_mac(key, self.stream, sealed_n, sealed_head)}
+        if closed:
+            fields["closed"] = True
+        return self.link(fields, "seal")

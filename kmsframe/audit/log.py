@@ -160,9 +160,7 @@ class AuditLog:
                 log.warning("audit stream cannot be sealed yet: %s", exc.code)
                 return
         key_id, key = self._seal_key
-        seal = self.chain.seal(key.reveal(), key_id, self.clock())
-        if closed:
-            seal["closed"] = True  # part of the chained record; its hash covers it
+        seal = self.chain.seal(key.reveal(), key_id, self.clock(), closed)
         self._unwritten.append(seal)
         self._sealed_n = self.chain.n
         self._last_seal = self.clock()
@@ -172,6 +170,7 @@ class AuditLog:
         if not self._unwritten:
             return
         batch = self._unwritten
+        failure = None
         for index, sink in enumerate(self.sinks):
             done = self._written_to.get(index, 0)
             if done >= len(batch):
@@ -179,19 +178,18 @@ class AuditLog:
             try:
                 sink.write(batch[done:])
             except Exception as exc:
-                self._failure = f"audit sink {sink.id} failed: {exc!r}"
-                log.error("%s", self._failure)
+                failure = self._failure = f"audit sink {sink.id} failed: {exc!r}"
+                log.error("%s", failure)
                 if not self.settings.fail_closed:
-                    continue
-                raise Unavailable("the audit log cannot be written",
-                                  log_detail=self._failure) from None
+                    continue  # fail open: this sink loses the batch
+                raise Unavailable("the audit log cannot be written", log_detail=failure) from None
             self._written_to[index] = len(batch)
         seals = [r for r in batch if r["type"] == "seal"]
         if seals:
             self._anchor(seals[-1])
         self._unwritten = []
         self._written_to = {}
-        self._failure = None
+        self._failure = failure
 
     def _anchor(self, seal: Mapping[str, Any]) -> None:
         """Record the latest seal outside the log, so truncation is visible."""

@@ -142,8 +142,15 @@ def check_anchors(report: VerifyReport, storage: Storage, sealing: SealingKeys,
         if not hmac.compare_digest(expected, str(anchor.get("mac", ""))):
             report.problems.append(f"anchor of stream {stream}: MAC is wrong (forged anchor)")
             continue
-        state = report.streams.get(stream)
+        # The MAC covers (sealed_n, sealed_head); the seal record itself is
+        # the next one, so n must be sealed_n + 1 or the anchor was altered.
+        sealed_n = anchor.get("sealed_n")
         n = anchor.get("n")
+        if not isinstance(sealed_n, int) or n != sealed_n + 1:
+            report.problems.append(f"anchor of stream {stream}: fields disagree with its "
+                                   f"MAC (forged anchor)")
+            continue
+        state = report.streams.get(stream)
         if state is None:
             report.problems.append(
                 f"{where}: stream {stream} is missing entirely (anchored up to record {n})")
@@ -151,7 +158,8 @@ def check_anchors(report: VerifyReport, storage: Storage, sealing: SealingKeys,
             report.problems.append(
                 f"{where}: stream {stream} ends at record {state.n} but record {n} was sealed "
                 f"and anchored (truncated)")
-        elif state.hashes[n] != anchor.get("hash"):
+        elif state.hashes[n] != anchor.get("hash") or (
+                sealed_n and state.hashes.get(sealed_n) != anchor.get("sealed_head")):
             report.problems.append(
                 f"{where}: stream {stream} record {n} differs from the anchored seal")
 
@@ -168,3 +176,24 @@ def compare_sinks(reports: Mapping[str, VerifyReport]) -> list[str]:
             detail = ", ".join(f"{name} has {n}" for name, n in sorted(ns.items()))
             problems.append(f"stream {stream}: sinks disagree on its length ({detail})")
     return problems
+
+
+def verify_sinks(sinks: Iterable[Any], storage: Storage, sealing: SealingKeys
+                 ) -> tuple[bool, dict[str, VerifyReport], list[str]]:
+    """Verify every readable sink, its anchors, and the sinks against each other.
+
+    Returns (all good, report per sink, cross-sink problems).
+    """
+    from .sinks import ReadableSink
+
+    reports: dict[str, VerifyReport] = {}
+    for index, sink in enumerate(sinks):
+        if not isinstance(sink, ReadableSink):
+            continue
+        name = f"{sink.id}#{index}"
+        report = verify_records(sink.read(), sealing, where=name)
+        check_anchors(report, storage, sealing, where=name)
+        reports[name] = report
+    cross = compare_sinks(reports) if len(reports) > 1 else []
+    ok = bool(reports) and all(r.ok for r in reports.values()) and not cross
+    return ok, reports, cross
