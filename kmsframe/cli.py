@@ -313,5 +313,13 @@ def decrypt(ctx: Context, name: str, ciphertext: str, context: tuple[str, ...], 
         sys.stdout.buffer.write(plaintext + b"\n")
 
 
+from .access.cli import bindings as _bindings_commands  # noqa: E402
+from .access.cli import users as _users_commands  # noqa: E402
+from .audit.cli import audit as _audit_commands  # noqa: E402
+
+main.add_command(_audit_commands)
+main.add_command(_users_commands)
+main.add_command(_bindings_commands)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

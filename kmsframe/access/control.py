@@ -172,6 +172,14 @@ class AccessControl:
                                          key=key, target=target, source=source))
         return result
 
+    def manage_record_local(self, action: str, *, target: str | None = None,
+                            detail: str | None = None) -> None:
+        """Record a change made by the local ``system`` principal (the CLI)."""
+        from ..authorization import SYSTEM
+
+        self.audit.record(AuditEvent.of(SYSTEM, action, at=self.clock(), target=target,
+                                        detail=detail))
+
     # -- key service callbacks ------------------------------------------------------------
 
     def _key_changed(self, key: Key) -> None:

@@ -1,0 +1,52 @@
+"""``kmsframe audit verify|search``, ``users`` and ``bindings`` commands."""
+
+import json
+
+from click.testing import CliRunner
+
+from kmsframe.cli import main
+
+
+def run(data_dir, *args):
+    result = CliRunner().invoke(main, ["--data-dir", str(data_dir), *args])
+    return result.exit_code, result.output
+
+
+def test_cli_audit_round_trip(tmp_path):
+    d = tmp_path / "d"
+    assert run(d, "init")[0] == 0
+    assert run(d, "keys", "create", "k1")[0] == 0
+    code, out = run(d, "bindings", "set", "k1", "billing", "encrypt", "decrypt")
+    assert code == 0 and json.loads(out) == {"billing": ["decrypt", "encrypt"]}
+    code, out = run(d, "users", "create", "alice", "--role", "key_admin")
+    assert code == 0 and "otpauth://totp/" in out
+    code, out = run(d, "audit", "verify")
+    assert code == 0 and "audit log verified" in out
+    code, out = run(d, "audit", "search", "--key", "k1")
+    actions = [json.loads(line)["action"] for line in out.splitlines()]
+    assert actions == ["binding.set", "key.created"]
+    code, out = run(d, "audit", "search", "--action", "users.create")
+    assert json.loads(out.splitlines()[0])["target"] == "alice"
+
+
+def test_cli_audit_verify_fails_on_tampering(tmp_path):
+    d = tmp_path / "d"
+    run(d, "init")
+    run(d, "keys", "create", "k1")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{d / 'kms.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE kms_logs SET data = replace(data, '\"k1\"', '\"k2\"') "
+                             "WHERE log = 'audit'"))
+    engine.dispose()
+    code, out = run(d, "audit", "verify")
+    assert code == 1 and "FAILED" in out and "edited" in out
+
+
+def test_cli_bad_binding_is_a_clean_error(tmp_path):
+    d = tmp_path / "d"
+    run(d, "init")
+    run(d, "keys", "create", "k1")
+    code, out = run(d, "bindings", "set", "k1", "billing", "sign")
+    assert code == 1 and "invalid_request" in out and "Traceback" not in out
