@@ -139,14 +139,12 @@ class AccessControl:
         try:
             result = call()
         except KmsError as exc:
-            audit.record_batched(AuditEvent(
-                at=self.clock(), actor=str(principal), action=operation, key=key,
-                outcome=exc.code, source=source,
-                detail=exc.log_detail if isinstance(exc, PermissionDenied) else None))
+            audit.record_crypto(self.clock(), str(principal), operation, exc.code, key, None,
+                                source,
+                                exc.log_detail if isinstance(exc, PermissionDenied) else None)
             raise
-        audit.record_batched(AuditEvent(
-            at=self.clock(), actor=str(principal), action=operation, key=key,
-            version=getattr(result, "version", None), source=source))
+        audit.record_crypto(self.clock(), str(principal), operation, "ok", key,
+                            getattr(result, "version", None), source, None)
         return result
 
     def manage(self, principal: Principal, permission: str, action: str,

@@ -27,15 +27,44 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from json.encoder import encode_basestring as _string  # type: ignore[attr-defined]
 from typing import Any
 
 RECORD_FORMAT = 1
 GENESIS = "0" * 64
+_INF = float("inf")
 
 
 def canonical(data: Mapping[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    """Canonical JSON: keys sorted, no spaces, UTF-8 (not ASCII-escaped)."""
+    return canonical_text(data).encode("utf-8")
+
+
+def canonical_text(data: Mapping[str, Any]) -> str:
+    # Audit records are flat; encoding them field by field with the json
+    # module's own string encoder gives the same text as json.dumps(...,
+    # sort_keys=True) several times faster, which matters at 20,000
+    # records a second. Anything else takes the general path.
+    parts = []
+    for name in sorted(data):
+        value = data[name]
+        kind = type(value)
+        if kind is str:
+            text = _string(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        elif kind is float and value == value and value not in (_INF, -_INF):
+            text = float.__repr__(value)
+        elif value is None:
+            text = "null"
+        elif value is True:
+            text = "true"
+        elif value is False:
+            text = "false"
+        else:
+            return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        parts.append(_string(name) + ":" + text)
+    return "{" + ",".join(parts) + "}"
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
@@ -57,12 +86,21 @@ class Chain:
         self.head = GENESIS
 
     def link(self, fields: Mapping[str, Any], type_: str = "event") -> dict[str, Any]:
+        return self.link_line(fields, type_)[0]
+
+    def link_line(self, fields: Mapping[str, Any], type_: str = "event"
+                  ) -> tuple[dict[str, Any], str]:
+        """The chained record and its JSON line (encoded once, for the sinks)."""
         record = {"format": RECORD_FORMAT, "stream": self.stream, "n": self.n + 1,
                   "prev": self.head, "type": type_, **fields}
-        record["hash"] = record_hash(record)
+        body = canonical_text(record)
+        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+        record["hash"] = digest
         self.n += 1
-        self.head = record["hash"]
-        return record
+        self.head = digest
+        # The line is the canonical body plus the hash; verification
+        # re-canonicalises, so the hash's position does not matter.
+        return record, body[:-1] + ',"hash":"' + digest + '"}'
 
     def seal(self, key: bytes, key_id: str, at: float, closed: bool = False) -> dict[str, Any]:
         """A seal record over the current head (itself chained); ``closed``
@@ -74,3 +112,8 @@ class Chain:
         if closed:
             fields["closed"] = True
         return self.link(fields, "seal")
+
+    def seal_line(self, key: bytes, key_id: str, at: float, closed: bool = False
+                  ) -> tuple[dict[str, Any], str]:
+        record = self.seal(key, key_id, at, closed)
+        return record, canonical_text(record)

@@ -37,6 +37,7 @@ from .sealing import SealingKeys
 log = logging.getLogger(__name__)
 ANCHOR_KIND = "audit_anchor"
 ANCHOR_FORMAT = 1
+_CRYPTO_FIELDS = ("at", "actor", "action", "outcome", "key", "version", "source", "detail")
 
 
 @attrs.frozen(slots=True)
@@ -70,8 +71,9 @@ class AuditLog:
         self.settings = settings
         self.clock = clock
         self.chain = Chain(_random.token_hex(8))
-        self._queue: collections.deque[AuditEvent] = collections.deque()
+        self._queue: collections.deque[Any] = collections.deque()
         self._unwritten: list[dict[str, Any]] = []  # chained but not yet in every sink
+        self._lines: list[str] = []  # the same records as JSON lines
         self._written_to: dict[int, int] = {}  # sink index -> records of _unwritten it has
         self._lock = threading.Lock()
         self._failure: str | None = None
@@ -94,13 +96,20 @@ class AuditLog:
         """Write ``event`` (and everything queued before it) durably, sealed."""
         with self._lock:
             self._drain()
-            self._unwritten.append(self.chain.link(event.to_dict()))
+            record, line = self.chain.link_line(event.to_dict())
+            self._unwritten.append(record)
+            self._lines.append(line)
             self._seal()
             self._write()
 
     def record_batched(self, event: AuditEvent) -> None:
         """Queue ``event``; the flusher writes it within ``flush_interval``."""
         self._queue.append(event)
+
+    def record_crypto(self, at: float, actor: str, action: str, outcome: str, key: str | None,
+                      version: int | None, source: str | None, detail: str | None) -> None:
+        """:meth:`record_batched` for the crypto hot path: a tuple, no object."""
+        self._queue.append((at, actor, action, outcome, key, version, source, detail))
 
     def check_writable(self) -> None:
         """Refuse (fail closed) while records cannot be written."""
@@ -146,9 +155,18 @@ class AuditLog:
     # -- internals (under self._lock) --------------------------------------------------
 
     def _drain(self) -> None:
-        queue = self._queue
+        queue, link, records, lines = (self._queue, self.chain.link_line, self._unwritten,
+                                       self._lines)
         for _ in range(len(queue)):
-            self._unwritten.append(self.chain.link(queue.popleft().to_dict()))
+            item = queue.popleft()
+            if type(item) is tuple:
+                fields = {name: value for name, value in zip(_CRYPTO_FIELDS, item)
+                          if value is not None}
+            else:
+                fields = item.to_dict()
+            record, line = link(fields)
+            records.append(record)
+            lines.append(line)
 
     def _seal(self, closed: bool = False) -> None:
         if self.chain.n == self._sealed_n and not closed:
@@ -160,8 +178,9 @@ class AuditLog:
                 log.warning("audit stream cannot be sealed yet: %s", exc.code)
                 return
         key_id, key = self._seal_key
-        seal = self.chain.seal(key.reveal(), key_id, self.clock(), closed)
+        seal, line = self.chain.seal_line(key.reveal(), key_id, self.clock(), closed)
         self._unwritten.append(seal)
+        self._lines.append(line)
         self._sealed_n = self.chain.n
         self._last_seal = self.clock()
 
@@ -176,7 +195,11 @@ class AuditLog:
             if done >= len(batch):
                 continue
             try:
-                sink.write(batch[done:])
+                write_lines = getattr(sink, "write_lines", None)
+                if write_lines is not None:  # built-in sinks: reuse the encoded lines
+                    write_lines(self._lines[done:])
+                else:
+                    sink.write(batch[done:])
             except Exception as exc:
                 failure = self._failure = f"audit sink {sink.id} failed: {exc!r}"
                 log.error("%s", failure)
@@ -188,6 +211,7 @@ class AuditLog:
         if seals:
             self._anchor(seals[-1])
         self._unwritten = []
+        self._lines = []
         self._written_to = {}
         self._failure = failure
 

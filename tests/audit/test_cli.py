@@ -37,7 +37,7 @@ def test_cli_audit_verify_fails_on_tampering(tmp_path):
 
     engine = sa.create_engine(f"sqlite:///{d / 'kms.db'}")
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE kms_logs SET data = replace(data, '\"k1\"', '\"k2\"') "
+        conn.execute(sa.text("UPDATE kms_logs SET data = replace(data, 'k1', 'k2') "
                              "WHERE log = 'audit'"))
     engine.dispose()
     code, out = run(d, "audit", "verify")
