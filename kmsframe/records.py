@@ -49,7 +49,7 @@ def key_to_document(key: Key) -> dict[str, Any]:
         "description": key.description,
         "labels": dict(key.labels),
         "versions": [_version_to_dict(v) for v in key.versions],
-        "apps": {app: sorted(op.value for op in ops) for app, ops in key.apps.items()},
+        "apps": {app: sorted(op.value for op in ops) for app, ops in sorted(key.apps.items())},
         "conditions": dict(key.conditions),
         "history": [
             {k: v for k, v in (
@@ -59,6 +59,17 @@ def key_to_document(key: Key) -> dict[str, Any]:
             for h in key.history
         ],
     }
+
+
+def key_summary(key: Key) -> dict[str, Any]:
+    """The stored form minus what callers need not see: blobs, history, format."""
+    doc = key_to_document(key)
+    del doc["format"], doc["history"]
+    for version in doc["versions"]:
+        del version["wrapped"]
+        version["version"] = version.pop("number")
+        version["primary"] = version["version"] == key.primary_version
+    return doc
 
 
 def _version_to_dict(v: KeyVersion) -> dict[str, Any]:
