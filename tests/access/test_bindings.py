@@ -122,3 +122,21 @@ def test_denials_through_access_control_are_audited(service, deployment):
     assert denied["source"] == "10.1.2.3" and "not bound" in denied["detail"]
     assert ok["outcome"] == "ok" and ok["version"] == 10001 and ok["key"] == "cards"
     assert "secret-plaintext" not in repr(records)
+
+
+def test_fast_paths_still_check_the_binding(service):
+    # Warm every fast path (encrypt_ready, cached openers) first.
+    ct = service.encrypt("cards", b"4111", principal=BILLING).ciphertext
+    for _ in range(3):
+        service.encrypt("cards", b"4111")
+        service.decrypt("cards", ct)
+        service.decrypt("cards", ct, principal=BILLING)
+    for intruder in (OTHER, HUMAN):
+        with pytest.raises(PermissionDenied):
+            service.encrypt("cards", b"x", principal=intruder)
+        with pytest.raises(PermissionDenied):
+            service.decrypt("cards", ct, principal=intruder)
+    service.bind_app("cards", "billing", ["encrypt"])
+    service.encrypt("cards", b"x", principal=BILLING)
+    with pytest.raises(PermissionDenied):
+        service.decrypt("cards", ct, principal=BILLING)
