@@ -123,4 +123,4 @@ class BearerBackend(AuthenticationBackend):
 
 def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
     conn.scope["kms.error"] = Unauthenticated.code
-    return error_response(Unauthenticated(str(exc)), headers={"WWW-Authenticate": "Bearer"})
+    return error_response(Unauthenticated(str(exc)))

@@ -97,6 +97,8 @@ def integer(obj: Mapping[str, Any], field: str, *, required: bool = True,
         if required:
             raise ValidationFailed(f"'{field}' is required")
         return default
+    if type(value) is float and value.is_integer():
+        value = int(value)  # JSON has one number type: 16.0 is the integer 16
     if type(value) is not int:
         raise ValidationFailed(f"'{field}' must be an integer")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):

@@ -104,6 +104,8 @@ def log_error(exc: e.KmsError, status: int) -> None:
 def error_response(exc: e.KmsError, headers: dict[str, str] | None = None) -> Response:
     status = status_for(exc)
     log_error(exc, status)
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return Response(error_body(exc), status_code=status, headers=headers,
                     media_type="application/json")
 
@@ -128,6 +130,10 @@ def http_exception_handler(request: Request, exc: Exception) -> Response:
         mapped = RouteNotFound()
     elif exc.status_code == 405:
         mapped = MethodNotAllowed()
+        headers = dict(exc.headers or {})
+        headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
+        request.scope["kms.error"] = mapped.code
+        return error_response(mapped, headers=headers)
     elif exc.status_code == 413:
         mapped = RequestTooLarge()
     elif exc.status_code == 401:
@@ -136,6 +142,18 @@ def http_exception_handler(request: Request, exc: Exception) -> Response:
         mapped = e.InvalidRequest()
     request.scope["kms.error"] = mapped.code
     return error_response(mapped, headers=dict(exc.headers or {}))
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """Every method some route accepts at this path (starlette's 405 names one route's)."""
+    from starlette.routing import Match, Route
+
+    scope = {"type": "http", "path": request.url.path, "root_path": "", "method": ""}
+    allowed: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
+            allowed |= route.methods or set()
+    return allowed
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:

@@ -27,6 +27,10 @@ _CIPHERTEXT = {"type": "string", "description": "5-digit version prefix + base64
 
 
 def _obj(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
+    """A closed object; an optional field may also be null, which means absent."""
+    required = list(required)
+    properties = {name: schema if name in required else {"anyOf": [schema, {"type": "null"}]}
+                  for name, schema in properties.items()}
     out: dict[str, Any] = {"type": "object", "properties": properties,
                            "additionalProperties": False}
     if required:
@@ -80,7 +84,8 @@ SCHEMAS: dict[str, Any] = {
                     ["keys"]),
     "CreateAppRequest": _obj({
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$"},
-        "roles": {"type": "array", "items": {"type": "string"}, "minItems": 1}}, ["name"]),
+        "roles": {"type": "array", "items": {"type": "string", "minLength": 1},
+                  "minItems": 1}}, ["name"]),
     "App": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"},
         "roles": {"type": "array", "items": {"type": "string"}},
@@ -123,7 +128,10 @@ def _operation(route: KmsRoute) -> dict[str, Any]:
         name = request.rstrip("?")
         schema: dict[str, Any] = _ref(name)
         if doc.get("batch"):
-            schema = {"oneOf": [schema, _obj({"items": {"type": "array", "items": _ref(name)}},
+            # Batch items are checked one by one: an item that does not have
+            # the single request's shape gets its own error in ``results``.
+            item = {"description": f"one {name}; a malformed item fails alone"}
+            schema = {"oneOf": [schema, _obj({"items": {"type": "array", "items": item}},
                                              ["items"])]}
         op["requestBody"] = {"required": not optional,
                              "content": {"application/json": {"schema": schema}}}
