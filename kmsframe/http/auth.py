@@ -22,6 +22,7 @@ from starlette.authentication import (
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.types import Scope
 
 from ..apps import AppRegistry
 from ..authorization import Principal
@@ -96,21 +97,28 @@ class BearerBackend(AuthenticationBackend):
             self._results[principal] = found
         return found
 
-    async def authenticate(self, conn: HTTPConnection) -> tuple[Credentials, Caller] | None:
+    @staticmethod
+    def token(scope: Scope) -> str | None:
+        """The bearer token of a request; None without an Authorization header."""
         header = None
-        for name, value in conn.scope["headers"]:
+        for name, value in scope["headers"]:
             if name == b"authorization":
                 header = value
                 break
         if header is None:
             return None
         scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not token:
+        if scheme.lower() != b"bearer" or not token.strip():
             raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
         try:
-            text = token.strip().decode("ascii")
+            return token.strip().decode("ascii")
         except UnicodeDecodeError:
             raise AuthenticationError("the token is not valid") from None
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[Credentials, Caller] | None:
+        text = self.token(conn.scope)
+        if text is None:
+            return None
         registry = self.registry()
         known, principal = registry.cached(text)
         if not known:

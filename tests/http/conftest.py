@@ -103,9 +103,13 @@ class KmsServer:
                             event_hooks={"response": [keep]}, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KmsServer]:
-    srv = KmsServer(tmp_path_factory.mktemp("kms") / "data").start()
+@pytest.fixture(scope="session", params=["fast-path", "full-stack"])
+def server(tmp_path_factory: pytest.TempPathFactory,
+           request: pytest.FixtureRequest) -> Iterator[KmsServer]:
+    """The shared server, twice: with the crypto fast path and without it,
+    so both ways through the app are held to the same tests."""
+    extra = ("--no-fast-path",) if request.param == "full-stack" else ()
+    srv = KmsServer(tmp_path_factory.mktemp("kms") / "data", extra=extra).start()
     yield srv
     if srv.proc is not None:
         srv.stop()
