@@ -148,8 +148,11 @@ def serve(ctx: click.Context, host: str, port: int, workers: int | None,
     sys.stderr.flush()
     uvicorn.run(
         "kmsframe.serve:app_factory", factory=True, host=host, port=port, workers=n,
-        loop="uvloop", http="httptools", lifespan="on", access_log=access_log,
-        log_level=log_level, server_header=False, timeout_graceful_shutdown=10,
+        loop="uvloop",
+        http="kmsframe.http.tls:MutualTlsHttpToolsProtocol" if tls_client_ca else "httptools", lifespan="on", access_log=access_log,
+        # proxy_headers off: X-Forwarded-For from an untrusted peer must not
+        # become the client address that access checks and audit see.
+        log_level=log_level, server_header=False, proxy_headers=False, timeout_graceful_shutdown=10,
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, ssl_ca_certs=tls_client_ca,
         ssl_cert_reqs=ssl.CERT_REQUIRED if tls_client_ca else ssl.CERT_NONE,
     )

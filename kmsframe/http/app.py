@@ -62,6 +62,14 @@ class Instrumented:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
+        if self.fast is not None:
+            matched = self.fast.match(scope)
+            if matched is not None:
+                status = await self.fast.handle(matched[0], matched[1], scope, receive, send)
+                if status:
+                    self.metrics.record(matched[0].path, "POST", status, perf_counter() - start,
+                                        scope.get("kms.error"))
+                    return
         status = 500
 
         async def watch(message: dict) -> None:  # type: ignore[type-arg]
@@ -71,10 +79,7 @@ class Instrumented:
             await send(message)
 
         try:
-            matched = self.fast.match(scope) if self.fast is not None else None
-            if matched is None or not await self.fast.handle(  # type: ignore[union-attr]
-                    matched[0], matched[1], scope, receive, watch):
-                await self.app(scope, receive, watch)
+            await self.app(scope, receive, watch)
         except Exception as exc:
             log_unhandled(exc, scope["method"], scope["path"])
             scope["kms.error"] = "internal_error"

@@ -118,7 +118,15 @@ class BearerBackend(AuthenticationBackend):
     async def authenticate(self, conn: HTTPConnection) -> tuple[Credentials, Caller] | None:
         text = self.token(conn.scope)
         if text is None:
-            return None
+            # Mutual TLS: a verified client certificate registered to an app.
+            fingerprint = client_certificate(conn.scope)
+            if fingerprint is None:
+                return None
+            principal = await run_in_threadpool(self.registry().authenticate_certificate,
+                                                fingerprint)
+            # An unregistered certificate is simply not an identity: routes
+            # that need one answer 401, /healthz still answers.
+            return None if principal is None else self.result(principal)
         registry = self.registry()
         known, principal = registry.cached(text)
         if not known:
@@ -127,6 +135,11 @@ class BearerBackend(AuthenticationBackend):
         if principal is None:
             raise AuthenticationError("the token is not valid")
         return self.result(principal)
+
+
+def client_certificate(scope: Scope) -> str | None:
+    """The verified client certificate's SHA-256 (see :mod:`kmsframe.http.tls`)."""
+    return scope.get("extensions", {}).get("tls", {}).get("client_cert_sha256")
 
 
 def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:

@@ -18,7 +18,7 @@ from starlette.authentication import AuthenticationError
 from starlette.types import Receive, Scope, Send
 
 from ..errors import KmsError, Unauthenticated
-from .auth import BearerBackend
+from .auth import BearerBackend, client_certificate
 from .errors import INTERNAL_BODY, error_body, log_error, log_unhandled, status_for
 from .responses import send_json
 from .routes.crypto import CryptoEndpoint
@@ -44,18 +44,21 @@ class FastPath:
         return None if route is None else (route, parts[3])
 
     async def handle(self, route: KmsRoute, name: str, scope: Scope, receive: Receive,
-                     send: Send) -> bool:
-        """Serve the request; False if it must take the full stack instead."""
+                     send: Send) -> int:
+        """Serve the request and return its status; 0 if it must take the full
+        stack instead (nothing has been read or sent then)."""
         try:
             try:
                 token = self.backend.token(scope)
             except AuthenticationError as exc:
                 raise Unauthenticated(str(exc)) from None
             if token is None:
+                if client_certificate(scope) is not None:
+                    return 0  # mutual TLS: the full stack looks the certificate up
                 raise _UNAUTHENTICATED
             known, principal = self.backend.registry().cached(token)
             if not known:
-                return False
+                return 0
             if principal is None:
                 raise Unauthenticated("the token is not valid")
             scope["auth"], scope["user"] = self.backend.result(principal)
@@ -63,14 +66,16 @@ class FastPath:
             scope["kms.route"] = route
             route.guard(route, scope)
             await route.endpoint(scope, receive, send)
+            return 200
         except KmsError as exc:
             status = status_for(exc)
             log_error(exc, status)
             scope["kms.error"] = exc.code
             headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
             await send_json(send, status, error_body(exc), headers)
+            return status
         except Exception as exc:  # the full stack's last resort, here
             log_unhandled(exc, scope["method"], scope["path"])
             scope["kms.error"] = "internal_error"
             await send_json(send, 500, INTERNAL_BODY)
-        return True
+            return 500

@@ -149,6 +149,12 @@ def test_refuses_public_address_without_tls(tmp_path: Path) -> None:
     assert not (tmp_path / "kms.db").exists()
 
 
+def _der_sha256(pem_path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem_path.read_text())).hexdigest()
+
+
 def test_tls_and_mutual_tls(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     srv = KmsServer(tmp_path / "data", scheme="https", extra=(
@@ -161,6 +167,22 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
         with srv.client(verify=client_ctx) as c:
             assert c.post("/v1/keys", json={"name": "tls"}).status_code == 201
             assert c.post("/v1/keys/tls/encrypt", json={"plaintext": ""}).status_code == 200
+        # Without a token, the certificate alone identifies an app once one is
+        # registered with its fingerprint.
+        with srv.client(token=None, verify=client_ctx) as anon:
+            r = anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""})
+            assert r.status_code == 401
+            fingerprint = _der_sha256(pki["client_cert"])
+            with srv.client(verify=client_ctx) as c:
+                app = c.post("/v1/apps", json={"name": "cert-app",
+                                               "client_cert_sha256": fingerprint.upper()}).json()
+            assert app["client_cert_sha256"] == fingerprint
+            r = anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""})
+            assert r.status_code == 200 and r.json()["version"] == 10001
+            assert anon.post("/v1/keys", json={"name": "nope"}).status_code == 403
+            with srv.client(verify=client_ctx) as c:
+                c.post(f"/v1/apps/{app['id']}/revoke")
+            assert anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""}).status_code == 401
         no_cert = ssl.create_default_context(cafile=str(pki["ca"]))
         with pytest.raises(httpx.HTTPError):
             with srv.client(verify=no_cert) as c:
