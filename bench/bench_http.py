@@ -121,6 +121,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
 
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="kms-bench-"))
     env = {**os.environ, "KMSFRAME_ROOT_TOKEN": "bench-root-token"}
     results: dict[str, dict] = {}
@@ -189,6 +190,8 @@ def main() -> int:
           f"{args.rounds}; "
           f"{args.workers} uvicorn workers (uvloop, httptools); {os.cpu_count()} cores; "
           f"64-byte plaintexts")
+    # Other work on the machine shares the 2 cores with wrk and the workers.
+    print(f"1-min load average before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
     print(f"{'case':<26}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
     for label, r in (("raw ASGI (uvicorn only)", raw), ("echo (starlette ceiling)", echo),
                      ("encrypt", enc),
