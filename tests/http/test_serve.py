@@ -140,6 +140,21 @@ def test_logs_and_responses_hold_no_secrets(server: KmsServer, client: httpx.Cli
     assert_no_leaks(server, [ROOT_TOKEN])
 
 
+def test_dev_prints_an_admin_token_when_none_is_given(tmp_path: Path) -> None:
+    srv = KmsServer(tmp_path / "data", root_token=None).start()
+    try:
+        found = re.search(r"admin token \(set KMSFRAME_ROOT_TOKEN to fix it\): (\S+)", srv.log())
+        assert found, srv.log()
+        assert "DEVELOPMENT MODE" in srv.log()
+        assert (tmp_path / "data" / "unseal.secret").exists()
+        with srv.client(token=found[1]) as c:
+            assert c.post("/v1/keys", json={"name": "dev"}).status_code == 201
+        with srv.client(token=ROOT_TOKEN) as c:  # no fixed token this time
+            assert c.get("/v1/keys").status_code == 401
+    finally:
+        srv.stop()
+
+
 def test_refuses_public_address_without_tls(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "kmsframe.cli", "--data-dir", str(tmp_path),
                         "serve", "--host", "0.0.0.0", "--port", "1"],
