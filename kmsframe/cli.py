@@ -27,6 +27,7 @@ from .deployment import Deployment
 from .errors import KmsError
 from .model import RotationPolicy
 from .plugins import PluginHost, installed_plugins
+from .serve import serve
 
 EMBEDDED_WARNING = (
     "WARNING: embedded default deployment — software HSM (not a hardware HSM), "
@@ -320,6 +321,7 @@ from .audit.cli import audit as _audit_commands  # noqa: E402
 main.add_command(_audit_commands)
 main.add_command(_users_commands)
 main.add_command(_bindings_commands)
+main.add_command(serve)  # kmsframe serve: the HTTP service (kmsframe/serve.py)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
