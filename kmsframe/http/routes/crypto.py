@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from ...authorization import Principal
+from ...authorization import Principal, request_source
 from ...errors import KmsError, PayloadTooLarge, PermissionDenied
 from ...service import KeyService
 from ..body import base64_field, boolean, context_field, integer, read_json, string
@@ -106,11 +106,16 @@ class CryptoEndpoint:
         service = self.runtime.service
         self.runtime.deployment.access.audit.check_writable()
         client = scope.get("client")
-        call = partial(self.audited, str(principal), client[0] if client else None)
-        if type(body) is dict and "items" in body:
-            out = self.batch(service, name, body, principal, call)
-        else:
-            out = call(service, name, body, principal)
+        source = client[0] if client else None
+        call = partial(self.audited, str(principal), source)
+        token = request_source.set(source)  # for per-key source-range conditions
+        try:
+            if type(body) is dict and "items" in body:
+                out = self.batch(service, name, body, principal, call)
+            else:
+                out = call(service, name, body, principal)
+        finally:
+            request_source.reset(token)
         await send_json(send, 200, orjson.dumps(out))
 
     def audited(self, actor: str, source: str | None, service: KeyService, name: str,
