@@ -166,6 +166,8 @@ class ApprovalRequest:
         out = self.to_document()
         del out["format"]
         out["requirements"] = {role: count for role, count in self.requirements}
+        # "error" would read as an error response to HTTP clients.
+        out["failure"] = out.pop("error")
         return out
 
     @classmethod

@@ -38,6 +38,7 @@ from .errors import (
 from .keycache import KeyCache, LoadedKey
 from .keystore import KeyRepository
 from .model import (
+    HistoryEntry,
     FIRST_VERSION,
     OPERATIONS_BY_PURPOSE,
     Key,
@@ -131,7 +132,7 @@ class KeyService:
         self._crypto_authorizers = plugins.has_crypto_authorizers
         # Set by the deployment's access control to audit every stored change
         # (see kmsframe.access.control).
-        self.on_change: Callable[[Key], None] | None = None
+        self.on_change: Callable[[Key, Sequence[HistoryEntry]], None] | None = None
 
     # =====================================================================
     # Management
@@ -185,7 +186,7 @@ class KeyService:
                                             to_state=VersionState.ACTIVE.value),),
         )
         key = self.keys.create(key)
-        self._changed(key.name, key)
+        self._changed(key.name, key, key.history)
         self.plugins.key_created(key)
         return key
 
@@ -343,19 +344,26 @@ class KeyService:
 
         Returns the new key, or None when ``change`` found nothing to do.
         """
-        key, events = self.keys.update(name, change)
+        seen: list[int] = []  # history length of the version the change applied to
+
+        def tracked(current: Key) -> Any:
+            seen.append(len(current.history))
+            return change(current)
+
+        key, events = self.keys.update(name, tracked)
         if events is None:
             return None
-        self._changed(name, key)
+        self._changed(name, key, key.history[seen[-1]:])
         for method, kwargs in events:
             getattr(self.plugins, method)(key, **kwargs)
         return key
 
-    def _changed(self, name: str, key: Key | None = None) -> None:
+    def _changed(self, name: str, key: Key | None = None,
+                 entries: Sequence[HistoryEntry] = ()) -> None:
         self.cache.invalidate(name)
         self.signal.bump()
         if key is not None and self.on_change is not None:
-            self.on_change(key)  # the audit log records key.history[-1], durably
+            self.on_change(key, entries)  # the audit log records the new entries, durably
 
     def _new_material(self, key_id: str, version: int, algorithm: str,
                       purpose: Purpose) -> tuple[Any, str | None]:

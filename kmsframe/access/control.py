@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..approval_executors import BUILTIN_EXECUTORS
@@ -25,7 +25,7 @@ from ..audit.records import AuditEvent
 from ..audit.sealing import SealingKeys
 from ..authorization import Principal, request_source
 from ..errors import ConfigurationError, KmsError, PermissionDenied
-from ..model import Key
+from ..model import HistoryEntry, Key
 from ..plugins import PluginHost
 from ..providers import HsmBackend, Storage
 from ..service import KeyService
@@ -180,10 +180,10 @@ class AccessControl:
 
     # -- key service callbacks ------------------------------------------------------------
 
-    def _key_changed(self, key: Key) -> None:
-        if not key.history:
-            return
-        h = key.history[-1]
-        self.audit.record(AuditEvent(at=h.at, actor=h.actor, action=h.action, key=key.name,
-                                     version=h.version, source=request_source.get(),
-                                     detail=h.reason))
+    def _key_changed(self, key: Key, entries: Sequence[HistoryEntry]) -> None:
+        """Every history entry a stored key change added, as one audit record each."""
+        source = request_source.get()
+        # Durable before the management call returns.
+        self.audit.record_all([AuditEvent(at=h.at, actor=h.actor, action=h.action, key=key.name,
+                                          version=h.version, source=source, detail=h.reason)
+                               for h in entries])

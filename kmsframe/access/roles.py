@@ -25,7 +25,13 @@ KEY_ADMIN = "key_admin"
 AUDITOR = "auditor"
 OPERATOR = "operator"
 APP = "app"
+# The deployment's root token (``KMSFRAME_ROOT_TOKEN``): a bootstrap and
+# break-glass identity. It holds every permission except crypto (only bound
+# apps use keys) and cannot run a sensitive operation itself: it may submit
+# one, but approving needs people with a second factor.
+ADMIN = "admin"
 
+_APP_ROLES = frozenset({APP, AUDITOR})
 HUMAN_ROLES = frozenset({SYSTEM_ADMIN, SECURITY_ADMIN, KEY_ADMIN, AUDITOR, OPERATOR})
 ROLES = HUMAN_ROLES | {APP}
 
@@ -35,7 +41,9 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "users.read": frozenset({SYSTEM_ADMIN}),
     "users.manage": frozenset({SYSTEM_ADMIN}),
     "roles.grant": frozenset({SYSTEM_ADMIN}),
-    "apps.manage": frozenset({SYSTEM_ADMIN}),
+    "apps.create": frozenset({SYSTEM_ADMIN}),
+    "apps.revoke": frozenset({SYSTEM_ADMIN}),
+    "apps.read": frozenset({SYSTEM_ADMIN, KEY_ADMIN, AUDITOR}),
     "policies.manage": frozenset({SYSTEM_ADMIN}),
     # security admin: master-key ceremonies
     "mk.generate": frozenset({SECURITY_ADMIN}),
@@ -49,6 +57,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "keys.rotate": frozenset({KEY_ADMIN}),
     "keys.rollback": frozenset({KEY_ADMIN}),
     "keys.versions": frozenset({KEY_ADMIN}),
+    "keys.version_state": frozenset({KEY_ADMIN}),
     "keys.min_decryption_version": frozenset({KEY_ADMIN}),
     "keys.enable": frozenset({KEY_ADMIN}),
     "keys.disable": frozenset({KEY_ADMIN}),
@@ -58,6 +67,11 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "keys.export": frozenset({KEY_ADMIN}),
     "keys.bind": frozenset({KEY_ADMIN}),
     "keys.conditions": frozenset({KEY_ADMIN}),
+    # any signed-in caller: health, metrics, the API description, own session
+    "health.read": HUMAN_ROLES | {APP},
+    "metrics.read": frozenset({SYSTEM_ADMIN, SECURITY_ADMIN, AUDITOR}),
+    "openapi.read": HUMAN_ROLES | {APP},
+    "session.read": HUMAN_ROLES,
     # auditor
     "audit.read": frozenset({AUDITOR}),
     "audit.verify": frozenset({AUDITOR}),
@@ -114,9 +128,17 @@ def allowed(principal: Principal, permission: str) -> bool:
     roles = PERMISSIONS.get(permission)
     if roles is None:  # an unknown permission is granted to nobody
         return False
+    held = principal.roles
     if principal.kind == "app":
-        return APP in roles
-    return not roles.isdisjoint(principal.roles)
+        held = held & _APP_ROLES  # an app never holds an administrator's role
+    elif ADMIN in held and not permission.startswith("crypto."):
+        return True
+    return not roles.isdisjoint(held)
+
+
+def permissions_of(principal: Principal) -> frozenset[str]:
+    """Every permission ``principal`` holds (for transports' credentials)."""
+    return frozenset(p for p in PERMISSIONS if allowed(principal, p))
 
 
 def require(principal: Principal, permission: str) -> None:

@@ -94,11 +94,17 @@ class AuditLog:
 
     def record(self, event: AuditEvent) -> None:
         """Write ``event`` (and everything queued before it) durably, sealed."""
+        self.record_all((event,))
+
+    def record_all(self, events: Sequence[AuditEvent]) -> None:
+        """Write ``events`` (and everything queued before) durably, sealed;
+        raises :class:`~kmsframe.errors.Unavailable` if they were not kept."""
         with self._lock:
             self._drain()
-            record, line = self.chain.link_line(event.to_dict())
-            self._unwritten.append(record)
-            self._lines.append(line)
+            for event in events:
+                record, line = self.chain.link_line(event.to_dict())
+                self._unwritten.append(record)
+                self._lines.append(line)
             self._seal()
             self._write()
 

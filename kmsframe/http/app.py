@@ -34,11 +34,15 @@ from .auth import BearerBackend, on_auth_error, role_permissions
 from .errors import exception_handlers, log_unhandled
 from .fastpath import FastPath
 from .responses import json_response
-from .routes import apps, crypto, health, keys
+from .access import SessionBearerBackend, audit_management, audited_guard
+from .routes import access, approvals, apps, crypto, health, keys
 from .routing import Guard, KmsRoute, require_permission
 from .runtime import HttpSettings, Runtime
 
 log = logging.getLogger("kmsframe.http")
+# Probes and self-description: not management, not worth a record each
+# (logins are audited by the access control itself).
+_UNAUDITED = frozenset({None, "health.read", "metrics.read", "openapi.read"})
 
 
 class Instrumented:
@@ -91,7 +95,7 @@ class Instrumented:
 
 def build_routes(runtime: Runtime) -> list[KmsRoute]:
     table = [*crypto.routes(runtime), *keys.routes(runtime), *apps.routes(runtime),
-             *health.routes(runtime)]
+             *health.routes(runtime), *access.routes(runtime), *approvals.routes(runtime)]
     doc_holder: dict[str, Response] = {}
 
     async def openapi_json(request: Request) -> Response:
@@ -106,14 +110,23 @@ def build_routes(runtime: Runtime) -> list[KmsRoute]:
 
 
 def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSettings(), *,
-              guard: Guard = require_permission,
-              permissions: Callable[[Principal], frozenset[str]] = role_permissions,
+              guard: Guard | None = None,
+              permissions: Callable[[Principal], frozenset[str]] | None = None,
               ) -> Instrumented:
-    """The ASGI app serving the deployment ``factory`` builds (once per worker)."""
+    """The ASGI app serving the deployment ``factory`` builds (once per worker).
+
+    By default routes are guarded by the role table of
+    :mod:`kmsframe.access.roles`, every refusal and every management call is
+    audited, and human session tokens are accepted beside app tokens.
+    """
     runtime = Runtime(factory, settings)
     routes = build_routes(runtime)
+    guard = guard or audited_guard(runtime)
     for route in routes:
         route.guard = guard
+        if not isinstance(route.endpoint, crypto.CryptoEndpoint) and \
+                route.permission not in _UNAUDITED:
+            audit_management(route, runtime)  # crypto routes audit per item
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -123,7 +136,8 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSe
         finally:
             runtime.close()
 
-    backend = BearerBackend(lambda: runtime.apps, permissions)
+    backend = SessionBearerBackend(runtime) if permissions is None else \
+        BearerBackend(lambda: runtime.apps, permissions)
     app = Starlette(
         routes=routes,
         middleware=[Middleware(AuthenticationMiddleware, backend=backend,

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import __version__
+from .access_schemas import ACCESS_SCHEMAS
 from .routing import KmsRoute
 
 _CONTEXT = {"type": "object", "additionalProperties": {"type": "string"},
@@ -109,6 +110,8 @@ SCHEMAS: dict[str, Any] = {
         "status": {"type": "string"},
         "checks": {"type": "object", "additionalProperties": {"type": "string"}}}},
 }
+
+SCHEMAS.update(ACCESS_SCHEMAS)
 
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
 

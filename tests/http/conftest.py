@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 ROOT_TOKEN = "kmsf_root_test-" + "r" * 40
+CRYPTO_OPS = frozenset({"encrypt", "decrypt", "rewrap", "datakey"})
 
 
 def free_port() -> int:
@@ -41,6 +42,18 @@ class KmsServer:
         self.log_path = data_dir.parent / f"{data_dir.name}-server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.seen: list[bytes] = []
+        self.bound: set[str] = set()
+        self._test_app: tuple[str, str] | None = None
+        self._people: object = None
+
+    @property
+    def people(self):  # type: ignore[no-untyped-def]
+        """Administrators with TOTP for this server (see ``people.py``)."""
+        if self._people is None:
+            from .people import People
+
+            self._people = People(self)
+        return self._people
 
     @property
     def url(self) -> str:
@@ -103,8 +116,36 @@ class KmsServer:
             response.read()
             self.seen.append(response.content)
 
+        def as_test_app(request: httpx.Request) -> None:
+            # Only apps bound to a key may use it, and the root token is no
+            # app: a root client's crypto calls go out as the test app,
+            # bound to the key (all four operations) on first use.
+            parts = request.url.path.split("/")
+            if request.headers.get("authorization") != f"Bearer {ROOT_TOKEN}" or \
+                    len(parts) != 5 or parts[2] != "keys" or parts[4] not in CRYPTO_OPS:
+                return
+            app_id, app_token = self.test_app(verify=kwargs.get("verify", True))
+            if parts[3] not in self.bound:
+                httpx.put(f"{self.url}/v1/keys/{parts[3]}/apps/{app_id}",
+                          json={"operations": sorted(CRYPTO_OPS)},
+                          headers={"Authorization": f"Bearer {ROOT_TOKEN}"},
+                          verify=kwargs.get("verify", True), timeout=30)  # type: ignore[arg-type]
+                self.bound.add(parts[3])
+            request.headers["authorization"] = f"Bearer {app_token}"
+
         return httpx.Client(base_url=self.url, headers=headers, timeout=30,
-                            event_hooks={"response": [keep]}, **kwargs)  # type: ignore[arg-type]
+                            event_hooks={"request": [as_test_app], "response": [keep]},
+                            **kwargs)  # type: ignore[arg-type]
+
+    def test_app(self, verify: object = True) -> tuple[str, str]:
+        """(id, token) of an app the tests use for crypto (created once)."""
+        if self._test_app is None:
+            r = httpx.post(f"{self.url}/v1/apps", json={"name": "conftest-app"},
+                           headers={"Authorization": f"Bearer {ROOT_TOKEN}"}, timeout=30,
+                           verify=verify)  # type: ignore[arg-type]
+            assert r.status_code == 201, r.text
+            self._test_app = (r.json()["id"], r.json()["token"])
+        return self._test_app
 
 
 @pytest.fixture(scope="session", params=["fast-path", "full-stack"])

@@ -6,6 +6,8 @@ import base64
 
 import httpx
 
+from kmsframe.http.access import PUBLIC_PATHS
+
 from .conftest import KmsServer, error_code
 
 
@@ -20,7 +22,7 @@ def test_everything_else_needs_a_token(server: KmsServer, client: httpx.Client) 
     with server.client(token=None) as anon:
         for path, ops in doc["paths"].items():
             for method in ops:
-                if path == "/healthz":
+                if path in PUBLIC_PATHS:
                     continue
                 concrete = path.replace("{name}", "k").replace("{version}", "10001") \
                     .replace("{app_id}", "a")
@@ -53,7 +55,13 @@ def test_app_token_shown_once_and_scoped(server: KmsServer, client: httpx.Client
     listed = client.get("/v1/apps").json()["apps"]
     assert created["id"] in [a["id"] for a in listed] and token not in str(listed)
     with server.client(token=token) as app:
-        ct = app.post(f"/v1/keys/{key}/encrypt", json={"plaintext": base64.b64encode(b"hi").decode()})
+        plain = {"plaintext": base64.b64encode(b"hi").decode()}
+        # Not bound to the key yet: refused.
+        assert app.post(f"/v1/keys/{key}/encrypt", json=plain).status_code == 403
+        r = client.put(f"/v1/keys/{key}/apps/{created['id']}",
+                       json={"operations": ["encrypt", "decrypt"]})
+        assert r.status_code == 200, r.text
+        ct = app.post(f"/v1/keys/{key}/encrypt", json=plain)
         assert ct.status_code == 200
         r = app.post(f"/v1/keys/{key}/decrypt", json={"ciphertext": ct.json()["ciphertext"]})
         assert base64.b64decode(r.json()["plaintext"]) == b"hi"
@@ -68,6 +76,7 @@ def test_app_token_shown_once_and_scoped(server: KmsServer, client: httpx.Client
 
 def test_revoked_token_stops_working(server: KmsServer, client: httpx.Client, key: str) -> None:
     created = client.post("/v1/apps", json={"name": "short-lived"}).json()
+    client.put(f"/v1/keys/{key}/apps/{created['id']}", json={"operations": ["encrypt"]})
     with server.client(token=created["token"]) as app:
         assert app.post(f"/v1/keys/{key}/encrypt", json={"plaintext": ""}).status_code == 200
         r = client.post(f"/v1/apps/{created['id']}/revoke")

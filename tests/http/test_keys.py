@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .conftest import error_code
+from .conftest import KmsServer, error_code
 
 
 def test_create_show_list(client: httpx.Client) -> None:
@@ -56,24 +56,34 @@ def test_missing_key_is_404(client: httpx.Client) -> None:
         assert r.status_code == 404 and error_code(r) == "key_not_found", path
 
 
-def test_rotate_and_rollback(client: httpx.Client, key: str) -> None:
+def test_rotate_and_rollback(server: KmsServer, client: httpx.Client, key: str) -> None:
     r = client.post(f"/v1/keys/{key}/rotate", json={"reason": "quarterly"})
     assert r.status_code == 200 and r.json()["primary_version"] == 10002
     states = {v["version"]: v["state"] for v in r.json()["versions"]}
     assert states == {10001: "expired", 10002: "active"}
+    # Rollback is dual-controlled: 202 with the pending request, then approvals.
     r = client.post(f"/v1/keys/{key}/rollback")
-    assert r.json()["primary_version"] == 10001
+    assert r.status_code == 202 and r.json()["status"] == "pending"
+    assert client.get(f"/v1/keys/{key}").json()["primary_version"] == 10002
+    done = server.people.approve_all(r.json())
+    assert done["status"] == "executed" and done["result"]["primary_version"] == 10001
+    assert client.get(f"/v1/keys/{key}").json()["primary_version"] == 10001
     r = client.post(f"/v1/keys/{key}/rollback")
-    assert r.status_code == 409 and error_code(r) == "invalid_state_transition"
+    done = server.people.approve_all(r.json())
+    assert done["status"] == "failed" and done["failure"] == "invalid_state_transition"
 
 
-def test_version_state_and_min_decryption_version(client: httpx.Client, key: str) -> None:
+def test_version_state_and_min_decryption_version(server: KmsServer, client: httpx.Client,
+                                                   key: str) -> None:
     ct = client.post(f"/v1/keys/{key}/encrypt", json={"plaintext": ""}).json()["ciphertext"]
     client.post(f"/v1/keys/{key}/rotate")
     r = client.post(f"/v1/keys/{key}/min-decryption-version", json={"version": 10002})
-    assert r.status_code == 200 and r.json()["min_decryption_version"] == 10002
+    assert r.status_code == 202
+    assert client.post(f"/v1/keys/{key}/decrypt", json={"ciphertext": ct}).status_code == 200
+    assert server.people.approve_all(r.json())["result"]["min_decryption_version"] == 10002
     assert client.post(f"/v1/keys/{key}/decrypt", json={"ciphertext": ct}).status_code == 400
     r = client.post(f"/v1/keys/{key}/min-decryption-version", json={"version": 10001})
+    server.people.approve_all(r.json())
     assert client.post(f"/v1/keys/{key}/decrypt", json={"ciphertext": ct}).status_code == 200
     r = client.post(f"/v1/keys/{key}/versions/10001/state", json={"state": "retired"})
     assert r.status_code == 200
@@ -91,12 +101,14 @@ def test_version_state_and_min_decryption_version(client: httpx.Client, key: str
     assert r.status_code == 422
 
 
-def test_disable_enable_and_deletion(client: httpx.Client, key: str) -> None:
+def test_disable_enable_and_deletion(server: KmsServer, client: httpx.Client, key: str) -> None:
     assert client.post(f"/v1/keys/{key}/disable").json()["status"] == "disabled"
     assert client.post(f"/v1/keys/{key}/enable").json()["status"] == "enabled"
     r = client.post(f"/v1/keys/{key}/schedule-deletion", json={"waiting_days": 7})
-    assert r.status_code == 200 and r.json()["status"] == "pending_deletion"
-    assert r.json()["deletion_at"] is not None
+    assert r.status_code == 202 and r.json()["operation"] == "keys.schedule_deletion"
+    assert server.people.approve_all(r.json())["status"] == "executed"
+    r = client.get(f"/v1/keys/{key}")
+    assert r.json()["status"] == "pending_deletion" and r.json()["deletion_at"] is not None
     r = client.post(f"/v1/keys/{key}/encrypt", json={"plaintext": ""})
     assert r.status_code == 409 and error_code(r) == "key_pending_deletion"
     r = client.post(f"/v1/keys/{key}/rotate")

@@ -98,6 +98,7 @@ def test_revoked_app_is_refused_by_every_worker(two_workers: KmsServer) -> None:
     srv = two_workers
     _fresh(srv, "POST", "/v1/keys", json={"name": "k"})
     app = _fresh(srv, "POST", "/v1/apps", json={"name": "a"}).json()
+    _fresh(srv, "PUT", f"/v1/keys/k/apps/{app['id']}", json={"operations": ["encrypt"]})
     for _ in range(30):  # every worker caches the token as valid
         assert _fresh(srv, "POST", "/v1/keys/k/encrypt", json={"plaintext": ""},
                       headers={"Authorization": f"Bearer {app['token']}"}).status_code == 200
@@ -115,6 +116,7 @@ def test_sigterm_and_restart_keep_state(tmp_path: Path) -> None:
         sealed = c.post("/v1/keys/durable/encrypt",
                         json={"plaintext": base64.b64encode(b"keep me").decode()}).json()
         app = c.post("/v1/apps", json={"name": "survivor"}).json()
+        c.put(f"/v1/keys/durable/apps/{app['id']}", json={"operations": ["decrypt"]})
     assert srv.stop() == 0
     log = srv.log()
     assert log.count("Application shutdown complete") == 2, log
@@ -192,6 +194,8 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
                 app = c.post("/v1/apps", json={"name": "cert-app",
                                                "client_cert_sha256": fingerprint.upper()}).json()
             assert app["client_cert_sha256"] == fingerprint
+            with srv.client(verify=client_ctx) as c:  # only bound apps use a key
+                c.put(f"/v1/keys/tls/apps/{app['id']}", json={"operations": ["encrypt"]})
             r = anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""})
             assert r.status_code == 200 and r.json()["version"] == 10001
             assert anon.post("/v1/keys", json={"name": "nope"}).status_code == 403

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from functools import partial
+from time import time
 from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from ...authorization import Principal
-from ...errors import KmsError, PayloadTooLarge
+from ...authorization import Principal, request_source
+from ...errors import KmsError, PayloadTooLarge, PermissionDenied
 from ...service import KeyService
 from ..body import base64_field, boolean, context_field, integer, read_json, string
 from ..errors import ValidationFailed, error_object, status_for
@@ -84,11 +86,17 @@ def datakey_one(service: KeyService, name: str, obj: dict[str, Any],
 
 
 class CryptoEndpoint:
-    """One crypto operation as an ASGI app; handles single calls and batches."""
+    """One crypto operation as an ASGI app; handles single calls and batches.
 
-    def __init__(self, runtime: Runtime, one: OneCall) -> None:
+    Every item is audited (who, which key and version, outcome, source) in
+    the audit log's batched lane; while the log cannot be written the
+    endpoint refuses with 503 rather than work unrecorded.
+    """
+
+    def __init__(self, runtime: Runtime, one: OneCall, op: str) -> None:
         self.runtime = runtime
         self.one = one
+        self.op = op
         self.limit = runtime.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,14 +104,34 @@ class CryptoEndpoint:
         name = scope["path_params"]["name"]
         principal = scope["user"].principal
         service = self.runtime.service
-        if type(body) is dict and "items" in body:
-            out = self.batch(service, name, body, principal)
-        else:
-            out = self.one(service, name, body, principal)
+        self.runtime.deployment.access.audit.check_writable()
+        client = scope.get("client")
+        source = client[0] if client else None
+        call = partial(self.audited, str(principal), source)
+        token = request_source.set(source)  # for per-key source-range conditions
+        try:
+            if type(body) is dict and "items" in body:
+                out = self.batch(service, name, body, principal, call)
+            else:
+                out = call(service, name, body, principal)
+        finally:
+            request_source.reset(token)
         await send_json(send, 200, orjson.dumps(out))
 
+    def audited(self, actor: str, source: str | None, service: KeyService, name: str,
+                obj: Any, principal: Principal) -> dict[str, Any]:
+        record = self.runtime.deployment.access.audit.record_crypto
+        try:
+            out = self.one(service, name, obj, principal)
+        except KmsError as exc:
+            record(time(), actor, self.op, exc.code, name, None, source,
+                   exc.log_detail if isinstance(exc, PermissionDenied) else None)
+            raise
+        record(time(), actor, self.op, "ok", name, out.get("version"), source, None)
+        return out
+
     def batch(self, service: KeyService, name: str, body: dict[str, Any],
-              principal: Principal) -> dict[str, Any]:
+              principal: Principal, one: OneCall) -> dict[str, Any]:
         if len(body) != 1:
             raise ValidationFailed("a batch request has only 'items'")
         items = body["items"]
@@ -111,7 +139,6 @@ class CryptoEndpoint:
             raise ValidationFailed("'items' must be a list")
         if len(items) > service.settings.max_batch_items:
             raise PayloadTooLarge(f"a batch holds at most {service.settings.max_batch_items} items")
-        one = self.one
         results: list[dict[str, Any]] = []
         failed: dict[str, int] = {}
         for item in items:
@@ -129,7 +156,7 @@ class CryptoEndpoint:
 
 def routes(runtime: Runtime) -> list[KmsRoute]:
     def route(op: str, one: OneCall, doc: dict[str, Any]) -> KmsRoute:
-        return KmsRoute(f"/v1/keys/{{name}}/{op}", CryptoEndpoint(runtime, one), method="POST",
+        return KmsRoute(f"/v1/keys/{{name}}/{op}", CryptoEndpoint(runtime, one, op), method="POST",
                         permission=f"crypto.{op}", name=f"crypto.{op}", doc=doc)
 
     return [

@@ -31,6 +31,7 @@ from ..errors import ValidationFailed
 from ..responses import json_response
 from ..routing import KmsRoute
 from ..runtime import Runtime
+from .approvals import submit
 
 _CREATE = frozenset({"name", "algorithm", "purpose", "rotation_policy", "description", "labels"})
 _REASON = frozenset({"reason"})
@@ -105,6 +106,18 @@ def _change(runtime: Runtime, allowed: frozenset[str], change: Change) -> Callab
     return endpoint
 
 
+def _sensitive(runtime: Runtime, allowed: frozenset[str], operation: str,
+               params: Callable[[str, dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
+    """A dual-controlled change: 202 with the pending approval request."""
+    async def endpoint(request: Request) -> Response:
+        obj = await _body(request, runtime, allowed)
+        reason = string(obj, "reason", required=False, default="", max_length=1024)
+        return await submit(runtime, request, operation,
+                            params(request.path_params["name"], obj), reason)
+
+    return endpoint
+
+
 def routes(runtime: Runtime) -> list[KmsRoute]:
     def simple(verb: str, method: str, summary: str) -> KmsRoute:
         def change(s: KeyService, name: str, obj: dict[str, Any], actor: Principal) -> Key:
@@ -115,20 +128,25 @@ def routes(runtime: Runtime) -> list[KmsRoute]:
                         doc={"summary": summary, "request": "ReasonRequest?",
                              "response": "Key"})
 
-    def schedule(s: KeyService, name: str, obj: dict[str, Any], actor: Principal) -> Key:
+    def schedule(name: str, obj: dict[str, Any]) -> dict[str, Any]:
         days = number(obj, "waiting_days", required=False, maximum=3650.0)
-        return s.schedule_deletion(name, waiting_days=days, actor=actor, reason=obj.get("reason"))
+        return {"key": name} if days is None else {"key": name, "waiting_days": days}
 
+    def min_version(name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return {"key": name, "version": integer(obj, "version", minimum=10001, maximum=99999)}
 
-    def min_version(s: KeyService, name: str, obj: dict[str, Any], actor: Principal) -> Key:
-        version = integer(obj, "version", minimum=10001, maximum=99999)
-        return s.set_min_decryption_version(name, version, actor=actor, reason=obj.get("reason"))
+    def rollback(name: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return {"key": name}
 
     async def version_state(request: Request) -> Response:
         # The version comes from the path; the body names the new state.
         obj = await _body(request, runtime, _STATE)
         state = string(obj, "state", max_length=32)
         reason = string(obj, "reason", required=False, max_length=1024)
+        if state == "destroyed":  # destroying material is dual-controlled
+            return await submit(runtime, request, "versions.destroyed", {
+                "key": request.path_params["name"], "version": request.path_params["version"]},
+                reason or "")
         key = await run_in_threadpool(partial(
             runtime.service.set_version_state, request.path_params["name"],
             request.path_params["version"], state, actor=_principal(request), reason=reason))
@@ -146,23 +164,35 @@ def routes(runtime: Runtime) -> list[KmsRoute]:
                  permission="keys.read", name="keys.get",
                  doc={"summary": "Show a key and its versions", "response": "Key"}),
         simple("rotate", "rotate", "Make a new primary version"),
-        simple("rollback", "rollback", "Emergency rollback to the previous stable version"),
+        KmsRoute("/v1/keys/{name}/rollback", _sensitive(runtime, _REASON, "keys.rollback",
+                                                         rollback),
+                 method="POST", permission="keys.rollback", name="keys.rollback",
+                 doc={"summary": "Emergency rollback to the previous stable version "
+                                 "(202: a pending dual-control request)",
+                      "request": "ReasonRequest?", "response": "Approval", "status": 202}),
         simple("disable", "disable", "Disable the key (no crypto until enabled)"),
         simple("enable", "enable", "Enable a disabled key"),
         KmsRoute("/v1/keys/{name}/schedule-deletion",
-                 _change(runtime, _DELETION, schedule), method="POST",
+                 _sensitive(runtime, _DELETION, "keys.schedule_deletion", schedule),
+                 method="POST",
                  permission="keys.schedule_deletion", name="keys.schedule_deletion",
-                 doc={"summary": "Schedule the key's destruction after a waiting period",
-                      "request": "ScheduleDeletionRequest?", "response": "Key"}),
+                 doc={"summary": "Schedule the key's destruction after a waiting period "
+                                 "(202: a pending dual-control request)",
+                      "request": "ScheduleDeletionRequest?", "response": "Approval",
+                      "status": 202}),
         simple("cancel-deletion", "cancel_deletion",
                "Cancel a scheduled deletion (the key comes back disabled)"),
         KmsRoute("/v1/keys/{name}/versions/{version:int}/state", version_state, method="POST",
                  permission="keys.version_state", name="keys.version_state",
-                 doc={"summary": "Move a version to expired, retired, compromised or destroyed",
-                      "request": "VersionStateRequest", "response": "Key"}),
+                 doc={"summary": "Move a version to expired, retired or compromised; "
+                                 "destroyed answers 202 with a pending dual-control request",
+                      "request": "VersionStateRequest", "response": "KeyOrApproval"}),
         KmsRoute("/v1/keys/{name}/min-decryption-version",
-                 _change(runtime, _MIN_VERSION, min_version), method="POST",
+                 _sensitive(runtime, _MIN_VERSION, "keys.min_decryption_version", min_version),
+                 method="POST",
                  permission="keys.min_decryption_version", name="keys.min_decryption_version",
-                 doc={"summary": "Refuse to decrypt below this version",
-                      "request": "MinDecryptionVersionRequest", "response": "Key"}),
+                 doc={"summary": "Refuse to decrypt below this version "
+                                 "(202: a pending dual-control request)",
+                      "request": "MinDecryptionVersionRequest", "response": "Approval",
+                      "status": 202}),
     ]
