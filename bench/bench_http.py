@@ -56,8 +56,8 @@ def wait_up(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def call(url: str, token: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+def call(url: str, token: str, body: dict, method: str = "POST") -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method=method,
                                  headers={"Authorization": f"Bearer {token}",
                                           "Content-Type": "application/json"})
     with urllib.request.urlopen(req) as r:
@@ -146,7 +146,11 @@ def main() -> int:
         wait_up(kms + "/healthz")
         time.sleep(1)
         call(kms + "/v1/keys", "bench-root-token", {"name": "bench"})
-        token = call(kms + "/v1/apps", "bench-root-token", {"name": "bench-app"})["token"]
+        app = call(kms + "/v1/apps", "bench-root-token", {"name": "bench-app"})
+        token = app["token"]
+        # Only bound apps may use a key (the binding check is on the measured path).
+        call(kms + f"/v1/keys/bench/apps/{app['id']}", "bench-root-token",
+             {"operations": ["encrypt"]}, method="PUT")
         probe = call(kms + "/v1/keys/bench/encrypt", token, {"plaintext": plaintext})
         assert probe["version"] == 10001
         echo_url = f"http://127.0.0.1:{echo_port}/echo"

@@ -19,6 +19,7 @@ anchored outside the log (see :mod:`kmsframe.audit.chain`).
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import secrets as _random
 import threading
@@ -37,7 +38,6 @@ from .sealing import SealingKeys
 log = logging.getLogger(__name__)
 ANCHOR_KIND = "audit_anchor"
 ANCHOR_FORMAT = 1
-_CRYPTO_FIELDS = ("at", "actor", "action", "outcome", "key", "version", "source", "detail")
 
 
 @attrs.frozen(slots=True)
@@ -72,9 +72,11 @@ class AuditLog:
         self.clock = clock
         self.chain = Chain(_random.token_hex(8))
         self._queue: collections.deque[Any] = collections.deque()
-        self._unwritten: list[dict[str, Any]] = []  # chained but not yet in every sink
-        self._lines: list[str] = []  # the same records as JSON lines
-        self._written_to: dict[int, int] = {}  # sink index -> records of _unwritten it has
+        # Chained but not yet in every sink, as JSON lines; and the last seal
+        # among them, to anchor once they are written.
+        self._lines: list[str] = []
+        self._seal_to_anchor: dict[str, Any] | None = None
+        self._written_to: dict[int, int] = {}  # sink index -> lines of _lines it has
         self._lock = threading.Lock()
         self._failure: str | None = None
         self._last_seal = self.clock()
@@ -102,9 +104,7 @@ class AuditLog:
         with self._lock:
             self._drain()
             for event in events:
-                record, line = self.chain.link_line(event.to_dict())
-                self._unwritten.append(record)
-                self._lines.append(line)
+                self._lines.append(self.chain.link_line(event.to_dict())[1])
             self._seal()
             self._write()
 
@@ -137,7 +137,7 @@ class AuditLog:
             try:
                 self._write()
             except KmsError:
-                pass  # kept in _unwritten, reported by check_writable, retried next time
+                pass  # kept in _lines, reported by check_writable, retried next time
 
     def close(self) -> None:
         """Stop the flusher, seal the stream a last time and write it out."""
@@ -161,18 +161,13 @@ class AuditLog:
     # -- internals (under self._lock) --------------------------------------------------
 
     def _drain(self) -> None:
-        queue, link, records, lines = (self._queue, self.chain.link_line, self._unwritten,
-                                       self._lines)
+        queue, chain, lines = self._queue, self.chain, self._lines
         for _ in range(len(queue)):
             item = queue.popleft()
             if type(item) is tuple:
-                fields = {name: value for name, value in zip(_CRYPTO_FIELDS, item)
-                          if value is not None}
+                lines.append(chain.link_crypto(*item))
             else:
-                fields = item.to_dict()
-            record, line = link(fields)
-            records.append(record)
-            lines.append(line)
+                lines.append(chain.link_line(item.to_dict())[1])
 
     def _seal(self, closed: bool = False) -> None:
         if self.chain.n == self._sealed_n and not closed:
@@ -185,16 +180,16 @@ class AuditLog:
                 return
         key_id, key = self._seal_key
         seal, line = self.chain.seal_line(key.reveal(), key_id, self.clock(), closed)
-        self._unwritten.append(seal)
         self._lines.append(line)
+        self._seal_to_anchor = seal
         self._sealed_n = self.chain.n
         self._last_seal = self.clock()
 
     def _write(self) -> None:
         """Write the unwritten records to every sink, then anchor the last seal."""
-        if not self._unwritten:
+        if not self._lines:
             return
-        batch = self._unwritten
+        batch = self._lines
         failure = None
         for index, sink in enumerate(self.sinks):
             done = self._written_to.get(index, 0)
@@ -203,9 +198,9 @@ class AuditLog:
             try:
                 write_lines = getattr(sink, "write_lines", None)
                 if write_lines is not None:  # built-in sinks: reuse the encoded lines
-                    write_lines(self._lines[done:])
+                    write_lines(batch[done:])
                 else:
-                    sink.write(batch[done:])
+                    sink.write([json.loads(line) for line in batch[done:]])
             except Exception as exc:
                 failure = self._failure = f"audit sink {sink.id} failed: {exc!r}"
                 log.error("%s", failure)
@@ -213,10 +208,9 @@ class AuditLog:
                     continue  # fail open: this sink loses the batch
                 raise Unavailable("the audit log cannot be written", log_detail=failure) from None
             self._written_to[index] = len(batch)
-        seals = [r for r in batch if r["type"] == "seal"]
-        if seals:
-            self._anchor(seals[-1])
-        self._unwritten = []
+        if self._seal_to_anchor is not None:
+            self._anchor(self._seal_to_anchor)
+            self._seal_to_anchor = None
         self._lines = []
         self._written_to = {}
         self._failure = failure
@@ -240,7 +234,7 @@ class AuditLog:
         interval = self.settings.flush_interval
         while not self._stop.wait(interval):
             due = self.clock() - self._last_seal >= self.settings.seal_interval
-            if self._queue or self._unwritten or (due and self.chain.n != self._sealed_n):
+            if self._queue or self._lines or (due and self.chain.n != self._sealed_n):
                 try:
                     self.flush()
                 except Exception:  # never let the flusher die

@@ -164,3 +164,28 @@ def test_search_by_key_app_user_time_and_outcome():
     assert "seal" not in str(actions())
     with pytest.raises(InvalidRequest):
         AuditQuery(limit=0)
+
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kmsframe.audit.chain import canonical_text, record_hash
+
+_text = st.text(max_size=20)
+_opt = st.one_of(st.none(), _text)
+
+
+@given(at=st.floats(min_value=0, max_value=4e9, allow_nan=False), actor=_text, action=_text,
+       outcome=_text, key=_opt, version=st.one_of(st.none(), st.integers(10001, 99999)),
+       source=_opt, detail=_opt)
+def test_the_fast_crypto_encoding_is_the_canonical_one(at, actor, action, outcome, key,
+                                                      version, source, detail):
+    fast, slow = Chain("s"), Chain("s")
+    line = fast.link_crypto(at, actor, action, outcome, key, version, source, detail)
+    fields = {k: v for k, v in dict(at=at, actor=actor, action=action, outcome=outcome, key=key,
+                                    version=version, source=source, detail=detail).items()
+              if v is not None}
+    record = slow.link(fields)
+    assert json.loads(line) == record
+    assert record_hash(json.loads(line)) == record["hash"] == fast.head
+    assert canonical_text(record) == canonical_text(json.loads(line))
