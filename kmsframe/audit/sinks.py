@@ -11,7 +11,8 @@ Configure them as ``[[audit.sinks]]`` tables::
     [[audit.sinks]]
     type = "store"
 
-With no ``[[audit.sinks]]`` the deployment uses ``store``. The core passes
+With no ``[[audit.sinks]]`` the deployment uses ``jsonl`` (anchored in the
+key store, so the log and its truncation evidence are kept apart). The core passes
 every sink factory its settings plus ``deployment_storage``, the deployment's
 :class:`~kmsframe.providers.Storage`, for sinks that write to the key store.
 
@@ -66,7 +67,9 @@ class JsonLinesSink:
 
     def write_lines(self, lines: list[str]) -> None:
         """Append already-encoded records (one JSON object per string)."""
-        data = "".join(line + "\n" for line in lines).encode("utf-8")
+        if not lines:
+            return
+        data = ("\n".join(lines) + "\n").encode("utf-8")
         if not data:
             return
         try:
@@ -117,7 +120,7 @@ class StoreSink:
 
     def write_lines(self, lines: list[str]) -> None:
         """Append already-encoded records (one JSON object per string)."""
-        text = "".join(line + "\n" for line in lines)
+        text = "\n".join(lines) + "\n" if lines else ""
         if text:
             self.storage.append(AUDIT_LOG, {"format": BATCH_FORMAT, "lines": text})
 

@@ -41,6 +41,7 @@ class Runtime:
         deployment = self.factory()
         self._deployment = deployment
         self._service = deployment.service
+        self.audit = deployment.access.audit  # the crypto routes record into it per call
         self._apps = AppRegistry(deployment.storage, deployment.service.signal,
                                  root_token=self.settings.root_token)
         cache = deployment.service.cache

@@ -104,7 +104,8 @@ class CryptoEndpoint:
         name = scope["path_params"]["name"]
         principal = scope["user"].principal
         service = self.runtime.service
-        self.runtime.deployment.access.audit.check_writable()
+        audit = self.runtime.audit
+        audit.check_writable()
         client = scope.get("client")
         source = client[0] if client else None
         call = partial(self.audited, str(principal), source)
@@ -120,7 +121,7 @@ class CryptoEndpoint:
 
     def audited(self, actor: str, source: str | None, service: KeyService, name: str,
                 obj: Any, principal: Principal) -> dict[str, Any]:
-        record = self.runtime.deployment.access.audit.record_crypto
+        record = self.runtime.audit.record_crypto
         try:
             out = self.one(service, name, obj, principal)
         except KmsError as exc:
