@@ -90,7 +90,8 @@ class AccessControl:
         sessions = SessionStore(storage, users, SessionPolicy(
             lifetime_seconds=float(raw.get("session_seconds", 8 * 3600)),
             idle_seconds=float(raw.get("session_idle_seconds", 1800))))
-        sinks = [plugins.build_audit_sink({**spec, "deployment_storage": storage})
+        sinks = [plugins.build_audit_sink({"data_dir": str(config.data_dir), **spec,
+                                           "deployment_storage": storage})
                  for spec in (config.audit_sinks or DEFAULT_SINKS)]
         audit = AuditLog(sinks, storage, SealingKeys(storage, hsm),
                          settings=AuditSettings.from_mapping(config.audit))

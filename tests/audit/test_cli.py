@@ -33,13 +33,9 @@ def test_cli_audit_verify_fails_on_tampering(tmp_path):
     d = tmp_path / "d"
     run(d, "init")
     run(d, "keys", "create", "k1")
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(f"sqlite:///{d / 'kms.db'}")
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE kms_logs SET data = replace(data, 'k1', 'k2') "
-                             "WHERE log = 'audit'"))
-    engine.dispose()
+    log = d / "audit.jsonl"  # the default sink
+    assert '"key":"k1"' in log.read_text()
+    log.write_text(log.read_text().replace('"key":"k1"', '"key":"k2"'))
     code, out = run(d, "audit", "verify")
     assert code == 1 and "FAILED" in out and "edited" in out
 
