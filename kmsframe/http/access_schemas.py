@@ -61,8 +61,6 @@ ACCESS_SCHEMAS: dict[str, Any] = {
                            "public_key_pem": {"type": "string"},
                            "version": {"type": "integer", "minimum": 10001, "maximum": 99999},
                            "reason": {"type": "string"}}, ["recipient", "public_key_pem"]),
-    "KeyOrApproval": {"anyOf": [{"$ref": "#/components/schemas/Key"},
-                                {"$ref": "#/components/schemas/Approval"}]},
     "AuditRecords": _obj({"records": {"type": "array", "items": _OPEN}}, ["records"]),
     "AuditVerification": {"type": "object", "properties": {"ok": {"type": "boolean"}},
                           "required": ["ok"]},

@@ -3,8 +3,8 @@
 Every :class:`~kmsframe.http.routing.KmsRoute` carries a small ``doc``:
 ``summary``, ``request`` (a schema name; a trailing ``?`` means the body is
 optional), ``response`` (a schema name, or ``"text"``), ``status`` (default
-200), ``batch`` (the body may also be ``{"items": [...]}``) and ``errors``
-(extra statuses). This module turns those into paths and adds the shared
+200), ``batch`` (the body may also be ``{"items": [...]}``), ``errors``
+(extra statuses) and ``also`` (other success statuses: ``{202: "Approval"}``). This module turns those into paths and adds the shared
 schemas, so the document cannot drift from the routing table (a test checks
 both ways).
 """
@@ -156,6 +156,9 @@ def _operation(route: KmsRoute) -> dict[str, Any]:
     status = str(doc.get("status", 200))
     error = {"description": "An error", "content": {"application/json": {"schema": _ref("Error")}}}
     op["responses"] = {status: {"description": "Success", "content": content}, "default": error}
+    for other, name in doc.get("also", {}).items():  # e.g. 202 with a pending approval
+        op["responses"][str(other)] = {"description": "Accepted" if other == 202 else "Success",
+                                       "content": {"application/json": {"schema": _ref(name)}}}
     if route.permission is None:
         op["security"] = []
     else:

@@ -186,7 +186,8 @@ def routes(runtime: Runtime) -> list[KmsRoute]:
                  permission="keys.version_state", name="keys.version_state",
                  doc={"summary": "Move a version to expired, retired or compromised; "
                                  "destroyed answers 202 with a pending dual-control request",
-                      "request": "VersionStateRequest", "response": "KeyOrApproval"}),
+                      "request": "VersionStateRequest", "response": "Key",
+                      "also": {202: "Approval"}}),
         KmsRoute("/v1/keys/{name}/min-decryption-version",
                  _sensitive(runtime, _MIN_VERSION, "keys.min_decryption_version", min_version),
                  method="POST",
