@@ -55,8 +55,8 @@ from .audit.records import AuditEvent
 from .authorization import Principal
 from .errors import (
     ConcurrentModification,
-    Conflict,
     ConfigurationError,
+    Conflict,
     IntegrityError,
     InvalidRequest,
     KmsError,

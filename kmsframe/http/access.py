@@ -34,7 +34,6 @@ from .auth import BearerBackend, Credentials
 from .routing import KmsRoute, require_permission
 from .runtime import Runtime
 
-
 # The only routes open without a token: the liveness probe and the login.
 PUBLIC_PATHS = frozenset({"/healthz", "/v1/login"})
 

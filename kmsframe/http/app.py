@@ -30,13 +30,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..authorization import Principal
 from ..deployment import Deployment
 from . import openapi
-from .auth import BearerBackend, on_auth_error, role_permissions
+from .access import SessionBearerBackend, audit_management, audited_guard
+from .auth import BearerBackend, on_auth_error
 from .errors import exception_handlers, log_unhandled
 from .fastpath import FastPath
 from .responses import json_response
-from .access import SessionBearerBackend, audit_management, audited_guard
 from .routes import access, approvals, apps, crypto, health, keys
-from .routing import Guard, KmsRoute, require_permission
+from .routing import Guard, KmsRoute
 from .runtime import HttpSettings, Runtime
 
 log = logging.getLogger("kmsframe.http")

@@ -7,10 +7,10 @@ import pytest
 import kmsframe
 from kmsframe.access.conditions import ConditionsAuthorizer, in_window, validate_conditions
 from kmsframe.authorization import AuthorizationRequest, Denial, Principal, request_source
-from kmsframe.errors import InvalidRequest, PermissionDenied, RateLimited
-from kmsframe.testing import embedded_config
 from kmsframe.deployment import Deployment
+from kmsframe.errors import InvalidRequest, PermissionDenied, RateLimited
 from kmsframe.plugins import PluginHost
+from kmsframe.testing import embedded_config
 
 APP = Principal(id="billing", kind="app", roles=frozenset({"app"}))
 
