@@ -22,6 +22,7 @@ from . import lifecycle
 from .authorization import SYSTEM, AuthorizationRequest, Principal
 from .errors import (
     DecryptionFailed,
+    InvalidCiphertext,
     InvalidRequest,
     KeyDisabled,
     KeyNotFound,
@@ -31,6 +32,7 @@ from .errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    VersionNotFound,
     VersionNotUsable,
 )
 from .keycache import KeyCache, LoadedKey
@@ -68,6 +70,27 @@ class DataKey(NamedTuple):
     plaintext: KeyMaterial | None
     ciphertext: str
     version: int
+
+
+class SignResult(NamedTuple):
+    """A signature as text (``VVVVV`` + base64, like a ciphertext) and its version."""
+
+    signature: str
+    version: int
+
+
+class MacResult(NamedTuple):
+    """A MAC tag as text (``VVVVV`` + base64) and the version that made it."""
+
+    mac: str
+    version: int
+
+
+class PublicKey(NamedTuple):
+    """The public half of an asymmetric key version, as SubjectPublicKeyInfo PEM."""
+
+    version: int
+    pem: str
 
 
 class ItemResult(NamedTuple):
@@ -392,6 +415,8 @@ class KeyService:
         """Encrypt under the primary version; the ciphertext names its version."""
         entry = self._primary(name, Operation.ENCRYPT, principal)
         self._check_plaintext(plaintext)
+        if context:
+            self._require_context_binding(entry.key)
         aad = ct.data_aad(entry.key.id, entry.primary_version, context) if context else entry.primary_aad
         body = entry.primary_handle.encrypt(plaintext, aad)  # type: ignore[union-attr]
         return EncryptResult(entry.primary_prefix + ct.b2a(body), entry.primary_version)
@@ -407,6 +432,8 @@ class KeyService:
             raise OperationNotAllowed(f"key {name!r} is a {entry.key.purpose.value} key")
         if self._authorizers:
             self._authorize(principal, Operation.DECRYPT.value, name, version)
+        if context:
+            self._require_context_binding(entry.key)
         handle = self._handle(entry, version, opening=True)
         aad = ct.data_aad(entry.key.id, version, context)
         return handle.decrypt(body, aad)
@@ -446,6 +473,121 @@ class KeyService:
             except TypeError:
                 results.append(ItemResult(None, InvalidRequest("the item has wrong or missing fields")))
         return results
+
+    # -- signatures, MACs, public keys (asymmetric encryption uses encrypt/decrypt) --
+
+    def _require_context_binding(self, key: Key) -> None:
+        """Refuse an encryption context that the key's algorithm cannot bind.
+
+        Public-key encryption (RSA-OAEP with an empty label, SM2) has no
+        associated data, so a context would be silently ignored; say so instead.
+        """
+        if not getattr(self.plugins.algorithm(key.algorithm), "binds_aad", True):
+            raise InvalidRequest(
+                f"{key.algorithm} keys cannot bind an encryption context; omit it")
+
+    def _check_message(self, message: bytes) -> None:
+        if type(message) is not bytes:
+            raise InvalidRequest("message must be bytes")
+        if len(message) > self.settings.max_plaintext_bytes:
+            raise PayloadTooLarge(
+                f"message is larger than {self.settings.max_plaintext_bytes} bytes")
+
+    @staticmethod
+    def _options(options: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if options is None:
+            return {}
+        if not isinstance(options, Mapping):
+            raise InvalidRequest("options must be an object")
+        return options
+
+    def sign(self, name: str, message: bytes, options: Mapping[str, Any] | None = None,
+             *, principal: Principal = SYSTEM) -> SignResult:
+        """Sign with the primary version; the signature names its version.
+
+        ``options`` are the algorithm's (e.g. SM2's ``distinguishing_id``).
+        """
+        entry = self._primary(name, Operation.SIGN, principal)
+        self._check_message(message)
+        body = entry.primary_handle.sign(message, self._options(options))  # type: ignore[union-attr]
+        return SignResult(entry.primary_prefix + ct.b2a(body), entry.primary_version)
+
+    def verify(self, name: str, message: bytes, signature: str,
+               options: Mapping[str, Any] | None = None, *,
+               principal: Principal = SYSTEM) -> bool:
+        """Check a signature made by :meth:`sign` with the version its prefix names.
+
+        True or False only: a malformed signature, an unknown version or one
+        that is retired, destroyed or compromised is simply not valid; expired
+        versions still verify. Errors are about the key or the request.
+        """
+        return self._check_tag(name, Purpose.SIGN, message, signature, self._options(options),
+                               principal)
+
+    def mac(self, name: str, message: bytes, *, principal: Principal = SYSTEM) -> MacResult:
+        """MAC ``message`` with the primary version; the tag names its version."""
+        entry = self._primary(name, Operation.MAC, principal)
+        self._check_message(message)
+        body = entry.primary_handle.mac(message)  # type: ignore[union-attr]
+        return MacResult(entry.primary_prefix + ct.b2a(body), entry.primary_version)
+
+    def verify_mac(self, name: str, message: bytes, mac: str, *,
+                   principal: Principal = SYSTEM) -> bool:
+        """Check a tag made by :meth:`mac` (constant time), like :meth:`verify`."""
+        return self._check_tag(name, Purpose.MAC, message, mac, {}, principal)
+
+    def _check_tag(self, name: str, purpose: Purpose, message: bytes, text: str,
+                   options: Mapping[str, Any], principal: Principal) -> bool:
+        entry = self._loaded(name)
+        if entry.blocked is not None:
+            raise entry.blocked
+        if entry.key.purpose is not purpose:
+            raise OperationNotAllowed(f"key {name!r} is a {entry.key.purpose.value} key")
+        self._check_message(message)
+        if not isinstance(text, str):
+            raise InvalidRequest("the signature or MAC must be text")
+        try:
+            version, body = ct.decode(text)
+        except InvalidCiphertext:
+            version, body = None, b""
+        if self._authorizers:
+            self._authorize(principal, Operation.VERIFY.value, name, version)
+        if version is None:
+            return False
+        try:
+            handle = self._handle(entry, version, opening=True)
+        except DecryptionFailed:  # no such version, or one that may no longer open
+            return False
+        return handle.verify(message, body, options)
+
+    def public_key(self, name: str, version: int | None = None, *,
+                   principal: Principal = SYSTEM) -> PublicKey:
+        """The SubjectPublicKeyInfo PEM of the primary (or a named) version.
+
+        Pre-active versions are included, so relying parties can learn the
+        next key before a rotation; retired, compromised and destroyed
+        versions are not offered. Needs no HSM call: public keys are stored.
+        """
+        entry = self._loaded(name)
+        if entry.blocked is not None:
+            raise entry.blocked
+        key = entry.key
+        if key.purpose is Purpose.MAC:
+            raise OperationNotAllowed(f"key {name!r} is a mac key and has no public key")
+        op = Operation.VERIFY if key.purpose is Purpose.SIGN else Operation.ENCRYPT
+        if self._authorizers:
+            self._authorize(principal, op.value, name, version)
+        number = key.primary_version if version is None else version
+        if type(number) is not int:
+            raise InvalidRequest("version must be an integer")
+        found = key.version(number)
+        if found is None:
+            raise VersionNotFound(f"key {name!r} has no version {number}")
+        if found.public_key is None:
+            raise OperationNotAllowed(f"key {name!r} ({key.algorithm}) has no public key")
+        if found.state not in (VersionState.PRE_ACTIVE, VersionState.ACTIVE, VersionState.EXPIRED):
+            raise VersionNotUsable(f"version {number} of key {name!r} is {found.state.value}")
+        return PublicKey(number, found.public_key)
 
     # =====================================================================
     # Authorization
