@@ -29,6 +29,7 @@ sign-and-verify, so a mismatched public key is refused at load.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
@@ -42,6 +43,13 @@ from kmsframe.secrets import KeyMaterial
 from . import encoding
 
 DEFAULT_DISTINGUISHING_ID = b"1234567812345678"
+# sm2p256v1 curve parameters a, b and the base point G (GM/T 0003.5-2012 §3),
+# as they enter Z_A.
+_CURVE_A_B_G = bytes.fromhex(
+    "FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC"
+    "28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93"
+    "32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7"
+    "BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0")
 MAX_DISTINGUISHING_ID = 8191  # ENTL is a 16-bit count of bits
 MIN_PLAINTEXT = 1
 MAX_PLAINTEXT = 255
@@ -64,13 +72,28 @@ def distinguishing_id(options: Mapping[str, Any]) -> bytes:
     return raw
 
 
+def z_value(public: bytes, signer_id: bytes) -> bytes:
+    """``Z_A = SM3(ENTL_A || ID_A || a || b || x_G || y_G || x_A || y_A)`` (GM/T 0003.2 §5.5).
+
+    Computed here, and cached per key for the default ID, because the
+    binding's all-in-one ``sm2_sign`` redoes costly key set-up on every call
+    (about 2.5 ms against 0.25 ms for signing the digest).
+    """
+    return gmssl_pyx.sm3_hash(struct.pack(">H", len(signer_id) * 8) + signer_id
+                              + _CURVE_A_B_G + public)
+
+
 def verify_signature(public: bytes, message: bytes, signature: bytes,
-                     signer_id: bytes = DEFAULT_DISTINGUISHING_ID) -> bool:
+                     signer_id: bytes = DEFAULT_DISTINGUISHING_ID,
+                     z: bytes | None = None) -> bool:
     """SM2-SM3 verification of a DER signature by a raw 64-byte public key."""
     if not signature or len(signature) > 80:  # DER of two 256-bit integers is <= 72
         return False
+    if z is None:
+        z = z_value(public, signer_id)
     try:
-        return bool(gmssl_pyx.sm2_verify(public, message, signature, signer_id))
+        digest = gmssl_pyx.sm3_hash(z + message)
+        return bool(gmssl_pyx.sm2_verify_sm3_digest(public, digest, signature))
     except Exception:  # noqa: BLE001 - any malformed signature is simply not valid
         return False
 
@@ -93,11 +116,18 @@ def encrypt(public: bytes, plaintext: bytes) -> bytes:
 
 
 class Sm2Handle:
-    __slots__ = ("_private", "_public")
+    __slots__ = ("_private", "_public", "_default_z")
 
     def __init__(self, private: bytes, public: bytes) -> None:
         self._private = private
         self._public = public
+        self._default_z = z_value(public, DEFAULT_DISTINGUISHING_ID)
+
+    def _z(self, options: Mapping[str, Any]) -> bytes:
+        signer_id = distinguishing_id(options)
+        if signer_id == DEFAULT_DISTINGUISHING_ID:
+            return self._default_z
+        return z_value(self._public, signer_id)
 
     def __repr__(self) -> str:
         return "Sm2Handle(<key hidden>)"
@@ -112,11 +142,11 @@ class Sm2Handle:
         return decrypt(self._private, ciphertext)
 
     def sign(self, message: bytes, options: Mapping[str, Any]) -> bytes:
-        return gmssl_pyx.sm2_sign(self._private, self._public, message,
-                                  distinguishing_id(options))
+        digest = gmssl_pyx.sm3_hash(self._z(options) + message)
+        return gmssl_pyx.sm2_sign_sm3_digest(self._private, digest)
 
     def verify(self, message: bytes, signature: bytes, options: Mapping[str, Any]) -> bool:
-        return verify_signature(self._public, message, signature, distinguishing_id(options))
+        return verify_signature(self._public, message, signature, z=self._z(options))
 
     def mac(self, message: bytes) -> NoReturn:
         raise OperationNotAllowed("SM2 keys do not compute MACs")
@@ -143,10 +173,13 @@ class Sm2:
             gmssl_pyx.normalize_sm2_public_key(public)  # on the curve?
         except (encoding.DerError, gmssl_pyx.InvalidValueError):
             raise InvalidRequest("the key material is not an SM2 PKCS#8 key") from None
+        handle = Sm2Handle(private, public)
         probe = b"kmsframe sm2 pairwise consistency"
-        if not verify_signature(public, probe, gmssl_pyx.sm2_sign(private, public, probe)):
+        # Checked with the binding's own all-in-one verify, independent of z_value.
+        if not gmssl_pyx.sm2_verify(public, probe, handle.sign(probe, {}),
+                                    DEFAULT_DISTINGUISHING_ID):
             raise InvalidRequest("the SM2 private and public keys do not match")
-        return Sm2Handle(private, public)
+        return handle
 
 
 @kmsframe.hookimpl

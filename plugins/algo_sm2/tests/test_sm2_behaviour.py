@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 
+import gmssl_pyx
 import pytest
 
 from kmsframe.errors import DecryptionFailed, InvalidRequest, OperationNotAllowed
@@ -21,6 +22,19 @@ def test_signature_is_der_and_randomised(handle) -> None:
     a, b = handle.sign(b"m", {}), handle.sign(b"m", {})
     assert a[0] == 0x30 and a[1] == len(a) - 2
     assert a != b
+
+
+@pytest.mark.parametrize("signer_id", ["1234567812345678", "ALICE123@YAHOO.COM", "商户-42"])
+def test_digest_path_agrees_with_the_bindings_all_in_one_calls(signer_id: str) -> None:
+    """kmsframe computes Z_A itself (speed); GmSSL's own sign/verify must agree both ways."""
+    material = Sm2().generate(os.urandom)
+    private, public = encoding.parse_private_key_der(material.reveal())
+    handle = Sm2().load(material)
+    options = {"distinguishing_id": signer_id}
+    ours = handle.sign(b"message", options)
+    assert gmssl_pyx.sm2_verify(public, b"message", ours, signer_id.encode()) is True
+    theirs = gmssl_pyx.sm2_sign(private, public, b"message", signer_id.encode())
+    assert handle.verify(b"message", theirs, options) is True
 
 
 def test_distinguishing_id_is_part_of_the_signature(handle) -> None:

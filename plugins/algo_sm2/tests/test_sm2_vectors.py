@@ -5,8 +5,8 @@ written here, with their source:
 
 * Annex A.2 — signature on the recommended curve sm2p256v1: private key
   ``dA``, public key ``(xA, yA)``, message ``"message digest"``, signer ID
-  ``1234567812345678`` (the GM/T 0009 default), random ``k`` and the
-  signature ``(r, s)``;
+  ``1234567812345678`` (the GM/T 0009 default), the intermediate ``Z_A`` and
+  ``e = SM3(Z_A || M)``, and the signature ``(r, s)``;
 * Annex C — encryption to the same key pair of ``"encryption standard"``
   with the same ``k``, giving ``C1``, ``C3`` and ``C2``; serialised here as
   the GM/T 0009-2012 §7.2 DER ``SEQUENCE { x, y, hash, ciphertext }``.
@@ -23,13 +23,17 @@ import pytest
 
 from kmsframe.errors import DecryptionFailed
 from kmsframe.secrets import KeyMaterial
-from kmsframe_algo_sm2 import Sm2, decrypt, encoding, verify_signature
+import gmssl_pyx
+
+from kmsframe_algo_sm2 import Sm2, decrypt, encoding, verify_signature, z_value
 
 D_A = bytes.fromhex("3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8")
 X_A = bytes.fromhex("09F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020")
 Y_A = bytes.fromhex("CCEA490CE26775A52DC6EA718CC1AA600AED05FBF35E084A6632F6072DA9AD13")
 SIGNED_MESSAGE = b"message digest"
 SIGNER_ID = b"1234567812345678"
+Z_A = bytes.fromhex("B2E14C5C79C6DF5B85F4FE7ED8DB7A262B9DA7E07CCB0EA9F4747B8CCDA8A4F3")
+E = bytes.fromhex("F0B43E94BA45ACCAACE692ED534382EB17E6AB5A19CE7B31F4486FDFC0D28640")
 R = bytes.fromhex("F5A03B0648D2C4630EEAC513E1BB81A15944DA3827D5B74143AC7EACEEE720B3")
 S = bytes.fromhex("B1B6AA29DF212FD8763182BC0D421CA1BB9038FD1F7F42D4840B69C485BBC1AA")
 
@@ -77,6 +81,15 @@ def standard_key():
 def test_ciphertext_encoding_is_the_gmt_0009_one() -> None:
     # The DER length of the whole example is 0x7C, as GM/T 0009 serialisations show.
     assert ciphertext()[:2] == b"\x30\x7c"
+
+
+def test_z_and_e_are_the_published_intermediate_values() -> None:
+    assert z_value(X_A + Y_A, SIGNER_ID) == Z_A
+    assert gmssl_pyx.sm3_hash(Z_A + SIGNED_MESSAGE) == E
+
+
+def test_published_signature_verifies_over_the_published_digest() -> None:
+    assert gmssl_pyx.sm2_verify_sm3_digest(X_A + Y_A, E, signature()) is True
 
 
 def test_published_signature_verifies_with_the_published_public_key() -> None:
