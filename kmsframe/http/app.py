@@ -32,7 +32,7 @@ from . import openapi
 from .auth import BearerBackend, on_auth_error, role_permissions
 from .errors import exception_handlers, log_unhandled
 from .responses import json_response
-from .routes import apps, crypto, health, keys
+from .routes import apps, crypto, health, keys, signing
 from .routing import Guard, KmsRoute, require_permission
 from .runtime import HttpSettings, Runtime
 
@@ -79,8 +79,8 @@ class Instrumented:
 
 
 def build_routes(runtime: Runtime) -> list[KmsRoute]:
-    table = [*crypto.routes(runtime), *keys.routes(runtime), *apps.routes(runtime),
-             *health.routes(runtime)]
+    table = [*crypto.routes(runtime), *signing.routes(runtime), *keys.routes(runtime),
+             *apps.routes(runtime), *health.routes(runtime)]
     doc_holder: dict[str, Response] = {}
 
     async def openapi_json(request: Request) -> Response:
