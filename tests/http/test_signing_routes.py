@@ -228,12 +228,12 @@ def test_malformed_signatures_are_not_valid(client: httpx.Client, signature: str
 def test_sign_and_verify_batches(client: httpx.Client) -> None:
     name = make_key(client, "ed25519")
     r = client.post(f"/v1/keys/{name}/sign", json={"items": [
-        {"message": b64(b"a")}, {"message": "not base64!"}, {"message": b64(b"c"), "x": 1}]})
+        {"message": b64(b"a")}, {"message": "not base64!"}, {"message": b64(b"c"), "x": 1}, 5]})
     assert r.status_code == 200
     results = r.json()["results"]
     assert results[0]["signature"].startswith("10001")
     assert [error_code(httpx.Response(400, json=x)) for x in results[1:]] == [
-        "validation_error", "validation_error"]
+        "validation_error", "validation_error", "validation_error"]
     r = client.post(f"/v1/keys/{name}/verify", json={"items": [
         {"message": b64(b"a"), "signature": results[0]["signature"]},
         {"message": b64(b"b"), "signature": results[0]["signature"]}]})

@@ -19,18 +19,23 @@ from starlette.responses import Response
 
 from ...authorization import Principal
 from ...service import KeyService
-from ..body import base64_field, string
+from ..body import base64_field, check_fields, json_object, string
 from ..errors import ValidationFailed
 from ..responses import json_response
 from ..routing import KmsRoute
 from ..runtime import Runtime
-from .crypto import CryptoEndpoint, _fields
+from .crypto import CryptoEndpoint
 
 _SIGN = frozenset({"message", "options"})
 _VERIFY = frozenset({"message", "signature", "options"})
 _MAC = frozenset({"message"})
 _VERIFY_MAC = frozenset({"message", "mac"})
 _MAX_SIGNATURE = 1 << 16  # text of the largest signature (RSA-4096: 690 chars) with room
+
+
+def _fields(obj: Any, allowed: frozenset[str]) -> dict[str, Any]:
+    check_fields(json_object(obj), allowed)
+    return obj
 
 
 def _options(obj: dict[str, Any]) -> dict[str, Any] | None:
