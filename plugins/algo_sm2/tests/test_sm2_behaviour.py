@@ -127,3 +127,21 @@ def test_truncated_or_padded_pkcs8_is_refused() -> None:
     for bad in (raw[:-1], raw + b"\x00"):
         with pytest.raises(InvalidRequest):
             Sm2().load(KeyMaterial(bad))
+
+
+def test_non_canonical_der_encodings_of_a_valid_signature_are_rejected(handle) -> None:
+    """Signatures are not malleable through BER: only the exact DER verifies."""
+    sig = handle.sign(b"m", {})
+    assert sig[0] == 0x30 and sig[1] < 0x80
+    body = sig[2:]
+    r_len = body[1]
+    r, rest = body[2:2 + r_len], body[2 + r_len:]
+    padded_r = b"\x02" + bytes([r_len + 1]) + b"\x00" + r + rest
+    variants = [
+        b"\x30" + bytes([len(padded_r)]) + padded_r,  # non-minimal INTEGER
+        b"\x30\x81" + bytes([len(body)]) + body,  # long-form length
+        sig + b"\x00",  # trailing data
+    ]
+    assert handle.verify(b"m", sig, {}) is True
+    for variant in variants:
+        assert handle.verify(b"m", variant, {}) is False
