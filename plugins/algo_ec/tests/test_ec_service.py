@@ -156,3 +156,13 @@ def test_sign_and_verify_are_batchable(service) -> None:
         {"name": "k", "message": b"a", "signature": signed[0].value.signature},
         {"name": "k", "message": b"b", "signature": signed[0].value.signature}])
     assert [r.value for r in checked] == [True, False]
+
+
+def test_minimum_decryption_version_also_stops_verification(service) -> None:
+    service.create_key("k", algorithm="ed25519")
+    old = service.sign("k", b"m").signature
+    service.rotate("k")
+    assert service.verify("k", b"m", old) is True
+    service.set_min_decryption_version("k", 10002)
+    assert service.verify("k", b"m", old) is False
+    assert service.verify("k", b"m", service.sign("k", b"m").signature) is True
