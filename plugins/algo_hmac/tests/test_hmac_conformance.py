@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from kmsframe_algo_hmac import HmacSha256
 
 from kmsframe.testing.conformance import AlgorithmConformance
-from kmsframe_algo_hmac import HmacSha256
 
 
 class TestHmacAlgorithmConformance(AlgorithmConformance):

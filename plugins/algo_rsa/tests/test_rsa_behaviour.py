@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from kmsframe_algo_rsa import ALGORITHMS, RsaAlgorithm
 
 from kmsframe.errors import DecryptionFailed, InvalidRequest, OperationNotAllowed
 from kmsframe.model import Purpose
 from kmsframe.secrets import KeyMaterial
-from kmsframe_algo_rsa import ALGORITHMS, RsaAlgorithm
-
-openssl_missing = pytest.mark.skipif(shutil.which("openssl") is None,
-                                     reason="openssl is required (scripts/apt-packages.txt)")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +154,6 @@ def files(tmp_path: Path, pss, pss_material):
     return tmp_path
 
 
-@openssl_missing
 def test_openssl_verifies_our_pss_signature(pss, files: Path) -> None:
     (files / "msg").write_bytes(b"settlement batch 2026-12-04")
     (files / "sig").write_bytes(pss.sign(b"settlement batch 2026-12-04", {}))
@@ -168,7 +163,6 @@ def test_openssl_verifies_our_pss_signature(pss, files: Path) -> None:
     assert b"Verified OK" in out
 
 
-@openssl_missing
 def test_openssl_verifies_our_pkcs1v15_signature(v15, tmp_path: Path) -> None:
     (tmp_path / "public.pem").write_text(v15.public_key_pem())
     (tmp_path / "msg").write_bytes(b"legacy")
@@ -178,7 +172,6 @@ def test_openssl_verifies_our_pkcs1v15_signature(v15, tmp_path: Path) -> None:
     assert b"Verified OK" in out
 
 
-@openssl_missing
 def test_openssl_decrypts_our_oaep_ciphertext(pss, files: Path) -> None:
     (files / "ct").write_bytes(pss.encrypt(b"card 4111111111111111", b""))
     out = openssl("pkeyutl", "-decrypt", "-keyform", "DER", "-inkey", str(files / "private.der"),
@@ -187,7 +180,6 @@ def test_openssl_decrypts_our_oaep_ciphertext(pss, files: Path) -> None:
     assert out == b"card 4111111111111111"
 
 
-@openssl_missing
 def test_we_decrypt_openssls_oaep_ciphertext(pss, files: Path) -> None:
     (files / "pt").write_bytes(b"password from a browser")
     ct = openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", str(files / "public.pem"),
@@ -196,7 +188,6 @@ def test_we_decrypt_openssls_oaep_ciphertext(pss, files: Path) -> None:
     assert pss.decrypt(ct, b"") == b"password from a browser"
 
 
-@openssl_missing
 def test_we_verify_openssls_pss_signature_with_salt_32_only(pss, files: Path) -> None:
     (files / "msg").write_bytes(b"m")
     good = openssl("dgst", "-sha256", "-keyform", "DER", "-sign", str(files / "private.der"),

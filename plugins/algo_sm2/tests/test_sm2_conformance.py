@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from kmsframe_algo_sm2 import Sm2
 
 from kmsframe.testing.conformance import AlgorithmConformance
-from kmsframe_algo_sm2 import Sm2
 
 
 class TestSm2AlgorithmConformance(AlgorithmConformance):

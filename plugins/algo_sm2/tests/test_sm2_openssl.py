@@ -9,16 +9,11 @@ signatures (made with our exported test key) verify.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-
 from kmsframe_algo_sm2 import DEFAULT_DISTINGUISHING_ID, Sm2
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
-                                reason="openssl is required (scripts/apt-packages.txt)")
 
 
 def openssl(*args: str, input: bytes | None = None) -> bytes:

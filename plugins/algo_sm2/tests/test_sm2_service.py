@@ -8,7 +8,6 @@ kmsframe decrypts. The private key never leaves the deployment here.
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,9 +15,6 @@ import pytest
 
 from kmsframe.errors import InvalidRequest, OperationNotAllowed
 from kmsframe.testing import embedded_deployment
-
-openssl_missing = pytest.mark.skipif(shutil.which("openssl") is None,
-                                     reason="openssl is required (scripts/apt-packages.txt)")
 
 
 @pytest.fixture
@@ -52,7 +48,6 @@ def test_a_signing_key_cannot_encrypt_and_an_encryption_key_cannot_sign(service)
         service.verify("box", b"x", "10001AAAA")
 
 
-@openssl_missing
 @pytest.mark.parametrize("distid", [None, "merchant-0042@bank.example"])
 def test_openssl_verifies_a_service_signature_from_the_exported_public_key(
         service, tmp_path: Path, distid: str | None) -> None:
@@ -81,7 +76,6 @@ def test_distinguishing_id_must_match_at_verify(service) -> None:
     assert not service.verify("signer", b"m", signed.signature, {"distinguishing_id": "bob"})
 
 
-@openssl_missing
 def test_service_decrypts_what_openssl_encrypted_to_the_exported_key(service,
                                                                       tmp_path: Path) -> None:
     service.create_key("box", algorithm="sm2", purpose="encrypt")

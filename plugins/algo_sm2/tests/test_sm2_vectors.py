@@ -19,13 +19,12 @@ version must not).
 
 from __future__ import annotations
 
+import gmssl_pyx
 import pytest
+from kmsframe_algo_sm2 import Sm2, decrypt, encoding, verify_signature, z_value
 
 from kmsframe.errors import DecryptionFailed
 from kmsframe.secrets import KeyMaterial
-import gmssl_pyx
-
-from kmsframe_algo_sm2 import Sm2, decrypt, encoding, verify_signature, z_value
 
 D_A = bytes.fromhex("3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8")
 X_A = bytes.fromhex("09F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020")

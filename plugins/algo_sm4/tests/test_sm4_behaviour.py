@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from kmsframe_algo_sm4 import HmacSm3, Sm4CbcHmacSm3, Sm4Gcm
 
 from kmsframe.errors import DecryptionFailed, InvalidRequest, OperationNotAllowed
 from kmsframe.secrets import KeyMaterial
-from kmsframe_algo_sm4 import HmacSm3, Sm4CbcHmacSm3, Sm4Gcm
 
 ENCRYPTING = [Sm4Gcm(), Sm4CbcHmacSm3()]
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from kmsframe_algo_sm4 import HmacSm3, Sm4CbcHmacSm3, Sm4Gcm
 
 from kmsframe.testing.conformance import AlgorithmConformance
-from kmsframe_algo_sm4 import HmacSm3, Sm4CbcHmacSm3, Sm4Gcm
 
 
 class TestSm4AlgorithmConformance(AlgorithmConformance):
