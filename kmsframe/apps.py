@@ -42,6 +42,7 @@ ROOT_ID = "root"
 ROOT = Principal(id=ROOT_ID, kind="user", roles=frozenset({"admin"}))
 DEFAULT_APP_ROLES = ("app",)
 _TOKEN = re.compile(r"kmsf_([0-9a-f]{16})_[A-Za-z0-9_-]{43}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}")
 _MAX_CACHED = 100_000
 
@@ -62,6 +63,9 @@ class App:
     created_at: float
     created_by: str
     token_sha256: str = attrs.field(repr=False)
+    # SHA-256 of the DER client certificate that also identifies this app
+    # (mutual TLS); None: bearer token only.
+    client_cert_sha256: str | None = None
     revision: int = attrs.field(default=0, eq=False)
 
     @property
@@ -76,17 +80,21 @@ class App:
         """JSON-ready, without the token hash."""
         return {"id": self.id, "name": self.name, "roles": list(self.roles),
                 "status": self.status, "created_at": self.created_at,
-                "created_by": self.created_by}
+                "created_by": self.created_by, "client_cert_sha256": self.client_cert_sha256}
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _cache_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
 def app_to_document(app: App) -> dict[str, Any]:
     return {"format": APP_FORMAT, "id": app.id, "name": app.name, "roles": list(app.roles),
             "status": app.status, "created_at": app.created_at, "created_by": app.created_by,
-            "token_sha256": app.token_sha256}
+            "token_sha256": app.token_sha256, "client_cert_sha256": app.client_cert_sha256}
 
 
 def app_from_document(doc: Any, revision: int) -> App:
@@ -96,7 +104,7 @@ def app_from_document(doc: Any, revision: int) -> App:
         return App(id=doc["id"], name=doc["name"], roles=tuple(doc["roles"]),
                    status=doc["status"], created_at=doc["created_at"],
                    created_by=doc["created_by"], token_sha256=doc["token_sha256"],
-                   revision=revision)
+                   client_cert_sha256=doc.get("client_cert_sha256"), revision=revision)
     except (KeyError, TypeError) as exc:
         raise IntegrityError(log_detail=f"malformed app record: {exc!r}") from None
 
@@ -112,14 +120,22 @@ class AppRegistry:
         self.clock = clock
         self._root_hash = None if root_token is None else \
             hashlib.sha256(root_token.reveal()).digest()
-        self._cache: dict[str, Principal | None] = {}
+        # SHA-256 of the token → principal: no token is kept in memory.
+        self._cache: dict[bytes, Principal] = {}
         self._seen = signal.current()
 
     # -- management ----------------------------------------------------------
 
     def create(self, name: str, *, roles: tuple[str, ...] = DEFAULT_APP_ROLES,
+               client_cert_sha256: str | None = None,
                actor: Principal = SYSTEM) -> tuple[App, Secret]:
         """A new app and its token; the token is returned here and never again."""
+        if client_cert_sha256 is not None:
+            if not isinstance(client_cert_sha256, str) or not _FINGERPRINT.fullmatch(
+                    client_cert_sha256.lower()):
+                raise InvalidRequest("client_cert_sha256 is 64 hex digits (SHA-256 of the DER "
+                                     "certificate)")
+            client_cert_sha256 = client_cert_sha256.lower()
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise InvalidRequest("app names are 1-128 letters, digits, spaces, '.', '_' or '-'")
         if not all(isinstance(r, str) and r for r in roles):
@@ -129,7 +145,8 @@ class AppRegistry:
         app_id = _random.token_hex(8)
         token = f"{TOKEN_PREFIX}{app_id}_{_random.token_urlsafe(32)}"
         app = App(id=app_id, name=name, roles=tuple(roles), status="active",
-                  created_at=self.clock(), created_by=str(actor), token_sha256=token_hash(token))
+                  created_at=self.clock(), created_by=str(actor), token_sha256=token_hash(token),
+                  client_cert_sha256=client_cert_sha256)
         revision = self.storage.put(KIND_APP, app_id, app_to_document(app), expected_revision=0)
         self.signal.bump()
         return attrs.evolve(app, revision=revision), Secret.from_text(token)
@@ -156,20 +173,38 @@ class AppRegistry:
 
     # -- authentication --------------------------------------------------------
 
-    def cached(self, token: str) -> tuple[bool, Principal | None]:
-        """(known, principal) from memory only: the per-request fast path."""
+    def _refresh(self) -> None:
+        """Forget every cached answer once anything changed in any worker."""
         change = self.signal.current()
         if change != self._seen:
             self._cache.clear()
             self._seen = change
-        digest = token_hash(token)
-        if digest in self._cache:
-            return True, self._cache[digest]
-        if self._root_hash is not None and hmac.compare_digest(
-                hashlib.sha256(token.encode("utf-8")).digest(), self._root_hash):
+
+    def cached(self, token: str) -> tuple[bool, Principal | None]:
+        """(known, principal) from memory only: the per-request fast path."""
+        self._refresh()
+        digest = _cache_key(token)
+        principal = self._cache.get(digest)
+        if principal is not None:
+            return True, principal
+        if self._root_hash is not None and hmac.compare_digest(digest, self._root_hash):
             self._cache[digest] = ROOT
             return True, ROOT
         return False, None
+
+    def authenticate_certificate(self, fingerprint: str) -> Principal | None:
+        """The active app registered with this client-certificate fingerprint."""
+        key = b"cert:" + fingerprint.encode("ascii")
+        self._refresh()
+        principal = self._cache.get(key)
+        if principal is not None:
+            return principal
+        for app in self.list():
+            if app.active and app.client_cert_sha256 is not None and hmac.compare_digest(
+                    app.client_cert_sha256, fingerprint):
+                self._cache[key] = app.principal
+                return app.principal
+        return None
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal a token stands for, or None (unknown, malformed, revoked)."""
@@ -189,5 +224,5 @@ class AppRegistry:
             # of made-up tokens cannot grow the map.
             if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()
-            self._cache[token_hash(token)] = principal
+            self._cache[_cache_key(token)] = principal
         return principal

@@ -68,7 +68,8 @@ def app_factory() -> Any:
     settings = HttpSettings(
         max_body_bytes=int(spec.get("max_body_bytes") or loaded.http.get("max_body_bytes")
                            or HttpSettings().max_body_bytes),
-        root_token=Secret.from_text(root) if root else None)
+        root_token=Secret.from_text(root) if root else None,
+        fast_path=spec.get("fast_path", True))
     return build_app(lambda: Deployment.open(loaded), settings)
 
 
@@ -92,6 +93,8 @@ def app_factory() -> Any:
 @click.option("--root-token", envvar=ROOT_TOKEN_ENV, default=None,
               help=f"The admin bearer token (or ${ROOT_TOKEN_ENV}).")
 @click.option("--max-body-bytes", default=None, type=int, help="Largest request body accepted.")
+@click.option("--no-fast-path", is_flag=True, hidden=True,
+              help="Serve the crypto routes through the full starlette stack (for tests).")
 @click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
@@ -99,7 +102,8 @@ def app_factory() -> Any:
 def serve(ctx: click.Context, host: str, port: int, workers: int | None,
           serve_data_dir: str | None, serve_config: str | None, tls_cert: str | None,
           tls_key: str | None, tls_client_ca: str | None, insecure_no_tls: bool, dev: bool,
-          root_token: str | None, max_body_bytes: int | None, access_log: bool,
+          root_token: str | None, max_body_bytes: int | None, no_fast_path: bool,
+          access_log: bool,
           log_level: str) -> None:
     """Serve the HTTP API (see docs/http.md)."""
     import uvicorn
@@ -136,15 +140,19 @@ def serve(ctx: click.Context, host: str, port: int, workers: int | None,
                    "tokens will be accepted", err=True)
     os.environ[SPEC_ENV] = json.dumps({
         "config": obj.config_path, "data_dir": str(obj.data_dir.resolve()),
-        "max_body_bytes": max_body_bytes, "log_level": log_level})
+        "max_body_bytes": max_body_bytes, "log_level": log_level,
+        "fast_path": not no_fast_path})
     n = workers or os.cpu_count() or 1
     scheme = "https" if tls_cert else "http"
     click.echo(f"kmsframe: serving on {scheme}://{host}:{port} with {n} worker(s)", err=True)
     sys.stderr.flush()
     uvicorn.run(
         "kmsframe.serve:app_factory", factory=True, host=host, port=port, workers=n,
-        loop="uvloop", http="httptools", lifespan="on", access_log=access_log,
-        log_level=log_level, server_header=False, timeout_graceful_shutdown=10,
+        loop="uvloop",
+        http="kmsframe.http.tls:MutualTlsHttpToolsProtocol" if tls_client_ca else "httptools", lifespan="on", access_log=access_log,
+        # proxy_headers off: X-Forwarded-For from an untrusted peer must not
+        # become the client address that access checks and audit see.
+        log_level=log_level, server_header=False, proxy_headers=False, timeout_graceful_shutdown=10,
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, ssl_ca_certs=tls_client_ca,
         ssl_cert_reqs=ssl.CERT_REQUIRED if tls_client_ca else ssl.CERT_NONE,
     )

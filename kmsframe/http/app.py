@@ -6,7 +6,8 @@ result in :class:`Instrumented` (request metrics, and the last net under
 unhandled errors). Each worker process calls ``factory`` in its lifespan and
 closes the deployment on shutdown.
 
-Request path: ``Instrumented`` → starlette's ``ServerErrorMiddleware`` →
+Request path: ``Instrumented`` → (crypto routes: :mod:`~kmsframe.http.fastpath`, which
+runs the same guard and endpoint directly) → starlette's ``ServerErrorMiddleware`` →
 ``AuthenticationMiddleware`` (bearer token → credentials) →
 ``ExceptionMiddleware`` (errors → JSON, :mod:`kmsframe.http.errors`) → router
 → ``KmsRoute.handle`` (guard: the route's permission) → endpoint.
@@ -31,6 +32,7 @@ from ..deployment import Deployment
 from . import openapi
 from .auth import BearerBackend, on_auth_error, role_permissions
 from .errors import exception_handlers, log_unhandled
+from .fastpath import FastPath
 from .responses import json_response
 from .routes import apps, crypto, health, keys, signing
 from .routing import Guard, KmsRoute, require_permission
@@ -48,17 +50,26 @@ class Instrumented:
     and nothing from the request, reaches the log.
     """
 
-    def __init__(self, app: Starlette, runtime: Runtime) -> None:
+    def __init__(self, app: Starlette, runtime: Runtime, fast: FastPath | None) -> None:
         self.app: ASGIApp = app
         self.starlette = app
         self.runtime = runtime
         self.metrics = runtime.metrics
+        self.fast = fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = perf_counter()
+        if self.fast is not None:
+            matched = self.fast.match(scope)
+            if matched is not None:
+                status = await self.fast.handle(matched[0], matched[1], scope, receive, send)
+                if status:
+                    self.metrics.record(matched[0].path, "POST", status, perf_counter() - start,
+                                        scope.get("kms.error"))
+                    return
         status = 500
 
         async def watch(message: dict) -> None:  # type: ignore[type-arg]
@@ -112,12 +123,12 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSe
         finally:
             runtime.close()
 
+    backend = BearerBackend(lambda: runtime.apps, permissions)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AuthenticationMiddleware,
-                               backend=BearerBackend(lambda: runtime.apps, permissions),
+        middleware=[Middleware(AuthenticationMiddleware, backend=backend,
                                on_error=on_auth_error)],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
-    return Instrumented(app, runtime)
+    return Instrumented(app, runtime, FastPath(routes, backend) if settings.fast_path else None)

@@ -22,6 +22,7 @@ from starlette.authentication import (
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.types import Scope
 
 from ..apps import AppRegistry
 from ..authorization import Principal
@@ -97,21 +98,36 @@ class BearerBackend(AuthenticationBackend):
             self._results[principal] = found
         return found
 
-    async def authenticate(self, conn: HTTPConnection) -> tuple[Credentials, Caller] | None:
+    @staticmethod
+    def token(scope: Scope) -> str | None:
+        """The bearer token of a request; None without an Authorization header."""
         header = None
-        for name, value in conn.scope["headers"]:
+        for name, value in scope["headers"]:
             if name == b"authorization":
                 header = value
                 break
         if header is None:
             return None
         scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not token:
+        if scheme.lower() != b"bearer" or not token.strip():
             raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
         try:
-            text = token.strip().decode("ascii")
+            return token.strip().decode("ascii")
         except UnicodeDecodeError:
             raise AuthenticationError("the token is not valid") from None
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[Credentials, Caller] | None:
+        text = self.token(conn.scope)
+        if text is None:
+            # Mutual TLS: a verified client certificate registered to an app.
+            fingerprint = client_certificate(conn.scope)
+            if fingerprint is None:
+                return None
+            principal = await run_in_threadpool(self.registry().authenticate_certificate,
+                                                fingerprint)
+            # An unregistered certificate is simply not an identity: routes
+            # that need one answer 401, /healthz still answers.
+            return None if principal is None else self.result(principal)
         registry = self.registry()
         known, principal = registry.cached(text)
         if not known:
@@ -120,6 +136,11 @@ class BearerBackend(AuthenticationBackend):
         if principal is None:
             raise AuthenticationError("the token is not valid")
         return self.result(principal)
+
+
+def client_certificate(scope: Scope) -> str | None:
+    """The verified client certificate's SHA-256 (see :mod:`kmsframe.http.tls`)."""
+    return scope.get("extensions", {}).get("tls", {}).get("client_cert_sha256")
 
 
 def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:

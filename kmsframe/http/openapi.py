@@ -101,12 +101,17 @@ SCHEMAS: dict[str, Any] = {
     "CreateAppRequest": _obj({
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9 ._-]{0,127}$"},
         "roles": {"type": "array", "items": {"type": "string", "minLength": 1},
-                  "minItems": 1}}, ["name"]),
+                  "minItems": 1},
+        "client_cert_sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
+                               "description": "Mutual TLS: this client certificate "
+                                              "(SHA-256 of its DER) also identifies the app"},
+    }, ["name"]),
     "App": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"},
         "roles": {"type": "array", "items": {"type": "string"}},
         "status": {"type": "string", "enum": ["active", "revoked"]},
-        "created_at": {"type": "number"}, "created_by": {"type": "string"}},
+        "created_at": {"type": "number"}, "created_by": {"type": "string"},
+        "client_cert_sha256": {"type": ["string", "null"]}},
         "required": ["id", "name", "roles", "status"]},
     "CreatedApp": {"allOf": [{"$ref": "#/components/schemas/App"}, {
         "type": "object", "properties": {"token": {"type": "string", "description":

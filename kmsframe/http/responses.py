@@ -11,9 +11,12 @@ from starlette.types import Send
 _JSON = (b"content-type", b"application/json")
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [_JSON, (b"content-length", b"%d" % len(body))]})
+async def send_json(send: Send, status: int, body: bytes,
+                    extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [_JSON, (b"content-length", b"%d" % len(body))]
+    if extra_headers:
+        headers += extra_headers
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

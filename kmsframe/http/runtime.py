@@ -23,6 +23,9 @@ from .metrics import Metrics
 class HttpSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     root_token: Secret | None = attrs.field(default=None, repr=False)
+    # Serve the crypto routes through kmsframe.http.fastpath (same behaviour,
+    # fewer layers); off only to compare, or to test the full stack.
+    fast_path: bool = True
 
 
 class Runtime:

@@ -31,7 +31,8 @@ def free_port() -> int:
 
 class KmsServer:
     def __init__(self, data_dir: Path, *, workers: int = 1, extra: tuple[str, ...] = (),
-                 scheme: str = "http") -> None:
+                 scheme: str = "http", root_token: str | None = ROOT_TOKEN) -> None:
+        self.root_token = root_token
         self.data_dir = data_dir
         self.workers = workers
         self.extra = extra
@@ -46,7 +47,10 @@ class KmsServer:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, *, wait: bool = True, verify: object = True) -> "KmsServer":
-        env = {**os.environ, "KMSFRAME_ROOT_TOKEN": ROOT_TOKEN, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("KMSFRAME_ROOT_TOKEN", None)
+        if self.root_token is not None:
+            env["KMSFRAME_ROOT_TOKEN"] = self.root_token
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kmsframe.cli", "--data-dir", str(self.data_dir), "serve",
@@ -103,9 +107,13 @@ class KmsServer:
                             event_hooks={"response": [keep]}, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KmsServer]:
-    srv = KmsServer(tmp_path_factory.mktemp("kms") / "data").start()
+@pytest.fixture(scope="session", params=["fast-path", "full-stack"])
+def server(tmp_path_factory: pytest.TempPathFactory,
+           request: pytest.FixtureRequest) -> Iterator[KmsServer]:
+    """The shared server, twice: with the crypto fast path and without it,
+    so both ways through the app are held to the same tests."""
+    extra = ("--no-fast-path",) if request.param == "full-stack" else ()
+    srv = KmsServer(tmp_path_factory.mktemp("kms") / "data", extra=extra).start()
     yield srv
     if srv.proc is not None:
         srv.stop()

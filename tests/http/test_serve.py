@@ -140,6 +140,21 @@ def test_logs_and_responses_hold_no_secrets(server: KmsServer, client: httpx.Cli
     assert_no_leaks(server, [ROOT_TOKEN])
 
 
+def test_dev_prints_an_admin_token_when_none_is_given(tmp_path: Path) -> None:
+    srv = KmsServer(tmp_path / "data", root_token=None).start()
+    try:
+        found = re.search(r"admin token \(set KMSFRAME_ROOT_TOKEN to fix it\): (\S+)", srv.log())
+        assert found, srv.log()
+        assert "DEVELOPMENT MODE" in srv.log()
+        assert (tmp_path / "data" / "unseal.secret").exists()
+        with srv.client(token=found[1]) as c:
+            assert c.post("/v1/keys", json={"name": "dev"}).status_code == 201
+        with srv.client(token=ROOT_TOKEN) as c:  # no fixed token this time
+            assert c.get("/v1/keys").status_code == 401
+    finally:
+        srv.stop()
+
+
 def test_refuses_public_address_without_tls(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "kmsframe.cli", "--data-dir", str(tmp_path),
                         "serve", "--host", "0.0.0.0", "--port", "1"],
@@ -147,6 +162,12 @@ def test_refuses_public_address_without_tls(tmp_path: Path) -> None:
     assert r.returncode != 0
     assert "refusing to listen on 0.0.0.0 without TLS" in r.stderr
     assert not (tmp_path / "kms.db").exists()
+
+
+def _der_sha256(pem_path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem_path.read_text())).hexdigest()
 
 
 def test_tls_and_mutual_tls(tmp_path: Path) -> None:
@@ -161,6 +182,22 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
         with srv.client(verify=client_ctx) as c:
             assert c.post("/v1/keys", json={"name": "tls"}).status_code == 201
             assert c.post("/v1/keys/tls/encrypt", json={"plaintext": ""}).status_code == 200
+        # Without a token, the certificate alone identifies an app once one is
+        # registered with its fingerprint.
+        with srv.client(token=None, verify=client_ctx) as anon:
+            r = anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""})
+            assert r.status_code == 401
+            fingerprint = _der_sha256(pki["client_cert"])
+            with srv.client(verify=client_ctx) as c:
+                app = c.post("/v1/apps", json={"name": "cert-app",
+                                               "client_cert_sha256": fingerprint.upper()}).json()
+            assert app["client_cert_sha256"] == fingerprint
+            r = anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""})
+            assert r.status_code == 200 and r.json()["version"] == 10001
+            assert anon.post("/v1/keys", json={"name": "nope"}).status_code == 403
+            with srv.client(verify=client_ctx) as c:
+                c.post(f"/v1/apps/{app['id']}/revoke")
+            assert anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""}).status_code == 401
         no_cert = ssl.create_default_context(cafile=str(pki["ca"]))
         with pytest.raises(httpx.HTTPError):
             with srv.client(verify=no_cert) as c:

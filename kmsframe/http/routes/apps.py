@@ -15,7 +15,7 @@ from ..responses import json_response
 from ..routing import KmsRoute
 from ..runtime import Runtime
 
-_CREATE = frozenset({"name", "roles"})
+_CREATE = frozenset({"name", "roles", "client_cert_sha256"})
 
 
 def _roles(obj: dict[str, Any]) -> tuple[str, ...]:
@@ -30,8 +30,10 @@ async def create_app(runtime: Runtime, request: Request) -> Response:
                                       runtime.settings.max_body_bytes))
     check_fields(obj, _CREATE)
     name = string(obj, "name", max_length=128)
+    fingerprint = string(obj, "client_cert_sha256", required=False, max_length=64)
     app, token = await run_in_threadpool(partial(
-        runtime.apps.create, name, roles=_roles(obj), actor=request.user.principal))
+        runtime.apps.create, name, roles=_roles(obj), client_cert_sha256=fingerprint,
+        actor=request.user.principal))
     # The only time the token is ever shown.
     return json_response({**app.summary(), "token": token.reveal_text()}, status=201)
 
