@@ -1,7 +1,8 @@
 """Signature, MAC, public-key and asymmetric-encryption routes through a real server.
 
 A real ``kmsframe serve`` (uvicorn, one worker) runs on loopback with a
-deployment whose configuration loads every algorithm plugin; the tests talk
+deployment whose configuration loads every algorithm plugin, once with the
+crypto fast path and once through the full starlette stack; the tests talk
 to it with httpx and use the ``openssl`` command line on the other side of
 every public-key operation (verifying kmsframe's signatures from the exported
 PEM, encrypting to it for kmsframe to decrypt).
@@ -39,9 +40,12 @@ def _cli(config: Path, *args: str, **kwargs: object) -> subprocess.CompletedProc
                           capture_output=True, **kwargs)  # type: ignore[call-overload]
 
 
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["fast-path", "full-stack"])
+def base_url(tmp_path_factory: pytest.TempPathFactory,
+             request: pytest.FixtureRequest) -> Iterator[str]:
+    """A real server, twice: with the crypto fast path and without it."""
     data = tmp_path_factory.mktemp("kms-signing")
+    extra = ["--no-fast-path"] if request.param == "full-stack" else []
     (data / "unseal.secret").write_text(base64.urlsafe_b64encode(os.urandom(24)).decode())
     config = data / "kms.toml"
     config.write_text(f"""
@@ -65,7 +69,7 @@ url = "sqlite:///{data / 'kms.db'}"
     log = open(data / "server.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "kmsframe.cli", "--config", str(config), "serve", "--port",
-         str(port), "--workers", "1"],
+         str(port), "--workers", "1", *extra],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "KMSFRAME_ROOT_TOKEN": ROOT_TOKEN, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
