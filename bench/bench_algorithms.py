@@ -123,6 +123,8 @@ def main() -> None:
             rows.append((algorithm, op, best_core, best_raw))
             print(f"  measured {algorithm} {op}", flush=True)
     print()
+    print(f"best of {args.rounds} rounds of {args.seconds} s; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'algorithm':<20}{'operation':<12}{'core ops/s':>12}{'µs/op':>10}"
           f"{'handle ops/s':>14}{'core/handle':>13}")
     for algorithm, op, core, raw in rows:

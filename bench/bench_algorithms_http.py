@@ -3,11 +3,12 @@
 Starts ``kmsframe serve`` on loopback (uvicorn, uvloop, httptools, no access
 log) with a deployment that loads every algorithm plugin, creates one key per
 algorithm, then drives each route with wrk (a Lua script for the POST body,
-an app's bearer token) after a warm-up. Bodies carry 64-byte messages and
+an app's bearer token) after a warm-up, in rounds that alternate over all
+cases, keeping each case's best round. Bodies carry 64-byte messages and
 plaintexts (32 bytes for public-key encryption). Prints req/s, p50 and p99.
 The baseline is the same run's ``aes-256-gcm`` encrypt.
 
-    uv run python bench/bench_algorithms_http.py [--duration 5] [--connections 32] [--workers 2]
+    uv run python bench/bench_algorithms_http.py [--duration 3] [--rounds 3] [--connections 32]
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def wrk(url: str, body: bytes, token: str, tmp: Path, *, connections: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -109,7 +111,8 @@ def main() -> int:
     proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(args.workers)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "KMSFRAME_ROOT_TOKEN": ROOT})
-    rows = []
+    rows: list[tuple[str, str, dict]] = []
+    cases: list[tuple[str, str, str, bytes]] = []
     try:
         for _ in range(600):
             try:
@@ -142,10 +145,19 @@ def main() -> int:
                         f"{base}/v1/keys/{name}/mac", token, {"message": data})["mac"]}
                 raw = json.dumps(body).encode()
                 wrk(url, raw, token, tmp, connections=args.connections, duration=args.warmup)
+                cases.append((algorithm, op, url, raw))
+        # Rounds alternate over every case and each keeps its best round, so a
+        # burst of load from elsewhere on the machine hits one round, not a case.
+        best: dict[tuple[str, str], dict] = {}
+        for round_ in range(args.rounds):
+            for algorithm, op, url, raw in cases:
                 result = wrk(url, raw, token, tmp, connections=args.connections,
                              duration=args.duration)
-                rows.append((algorithm, op, result))
-                print(f"  measured {algorithm} {op}", flush=True)
+                key = (algorithm, op)
+                if key not in best or result["rps"] > best[key]["rps"]:
+                    best[key] = result
+            print(f"  round {round_ + 1} of {args.rounds} done", flush=True)
+        rows = [(a, op, best[(a, op)]) for a, op, _, _ in cases]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -155,8 +167,9 @@ def main() -> int:
             proc.wait()
         log.close()
     baseline = next(r["rps"] for a, op, r in rows if (a, op) == ("aes-256-gcm", "encrypt"))
-    print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s; {args.workers} uvicorn workers; "
-          f"{os.cpu_count()} cores (wrk shares them)")
+    print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds} rounds; "
+          f"{args.workers} uvicorn workers; {os.cpu_count()} cores (wrk shares them); "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'algorithm':<20}{'operation':<12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'× aes enc':>11}{'non-2xx':>9}")
     for algorithm, op, r in rows:
