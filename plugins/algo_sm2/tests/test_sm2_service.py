@@ -116,3 +116,22 @@ def test_plaintext_limits_are_request_errors(service) -> None:
         service.encrypt("box", b"")
     with pytest.raises(InvalidRequest):
         service.encrypt("box", b"x" * 256)
+
+
+def test_a_key_record_edited_to_another_purpose_no_longer_opens(tmp_path) -> None:
+    """The purpose is bound into the wrapped key: editing the stored record to
+    turn a signing key into an encryption key makes its material unusable."""
+    from kmsframe.errors import IntegrityError
+
+    deployment = embedded_deployment(tmp_path / "edit", extra_plugins=("algo_sm2",))
+    try:
+        service = deployment.service
+        service.create_key("signer", algorithm="sm2", purpose="sign")
+        doc = deployment.storage.get("key", "signer")
+        assert doc is not None and doc.data["purpose"] == "sign"
+        deployment.storage.put("key", "signer", {**doc.data, "purpose": "encrypt"}, doc.revision)
+        service.cache.invalidate()
+        with pytest.raises(IntegrityError):
+            service.encrypt("signer", b"x")
+    finally:
+        deployment.close()
