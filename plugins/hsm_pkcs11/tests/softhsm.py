@@ -104,3 +104,24 @@ class Realm:
             table["tokens"] = list(labels)
         table.update(extra)
         return table
+
+
+def deployment_toml(data_dir: Path, tokens: list[tuple["Realm", str]], key_label: str,
+                    *, mechanism: str = "aes-gcm", keys: str = "") -> Path:
+    """Write a deployment TOML using these tokens (PIN by ``$file:``); return its path."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "[deployment]", f'data_dir = "{data_dir}"',
+        'plugins = ["hsm_pkcs11", "algo_aes", "storage_sql"]', "",
+        "[hsm]", 'backend = "pkcs11"', f'pin = "$file:{tokens[0][0].pin_file}"',
+        f'key_label = "{key_label}"', f'mechanism = "{mechanism}"', "retry_seconds = 0.2", "",
+    ]
+    for realm, label in tokens:
+        lines += ["[[hsm.tokens]]", f'label = "{label}"', f'module = "{realm.module}"',
+                  f'module_env = {{ SOFTHSM2_CONF = "{realm.conf}" }}', ""]
+    lines += ["[storage]", 'backend = "sql"', f'url = "sqlite:///{data_dir / "kms.db"}"', ""]
+    if keys:
+        lines += ["[keys]", keys, ""]
+    path = data_dir / "kms.toml"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,143 @@
+"""Master-key ceremonies on SoftHSM2: rotation under live traffic, the CLI,
+restore into a replacement token, retiring the old key."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kmsframe import ceremonies
+from kmsframe.cli import main
+from kmsframe.config import DeploymentConfig
+from kmsframe.deployment import Deployment
+from kmsframe.errors import Conflict
+
+from .softhsm import deployment_toml
+
+
+@pytest.mark.parametrize("mechanism", ["aes-gcm", "aes-key-wrap-pad"])
+def test_rotation_under_live_traffic(make_realm, key_label, tmp_path, mechanism) -> None:
+    realm = make_realm("kms-a")
+    toml = deployment_toml(tmp_path, [(realm, "kms-a")], key_label, mechanism=mechanism,
+                           keys="cache_ttl_seconds = 0.0001")
+    assert CliRunner().invoke(main, ["--config", str(toml), "init"]).exit_code == 0
+    with Deployment.open(DeploymentConfig.load(toml)) as d:
+        service = d.service
+        for name in ("k1", "k2", "k3"):
+            service.create_key(name)
+            service.rotate(name)
+        texts = {name: service.encrypt(name, name.encode()).ciphertext for name in ("k1", "k2", "k3")}
+        old_mk = d.hsm.status().master_key_id
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        done = [0]
+
+        def traffic() -> None:
+            try:
+                while not stop.is_set():
+                    for name, text in texts.items():
+                        assert service.decrypt(name, text) == name.encode()
+                        fresh = service.encrypt(name, b"live").ciphertext
+                        assert service.decrypt(name, fresh) == b"live"
+                        done[0] += 1
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the assertion below
+                errors.append(exc)
+
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        try:
+            new, report = ceremonies.rotate_master_key(d.hsm, service.keys, actor="test")
+        finally:
+            stop.set()
+            worker.join()
+        assert errors == [] and done[0] > 0
+        assert report.complete and report.versions_rewrapped == 6
+        assert ceremonies.references(service.keys, old_mk) == []
+        # The old key can now go; afterwards everything still opens.
+        with pytest.raises(Conflict):
+            ceremonies.retire_master_key(d.hsm, service.keys, new.master_key_id)
+        assert ceremonies.retire_master_key(d.hsm, service.keys, old_mk) == ["kms-a"]
+        assert [k["id"] for k in d.hsm.master_keys()["kms-a"]] == [new.master_key_id]
+        service.cache.invalidate()
+        for name, text in texts.items():
+            assert service.decrypt(name, text) == name.encode()
+
+
+def test_retire_refused_while_versions_need_it(make_realm, key_label, tmp_path) -> None:
+    realm = make_realm("kms-a")
+    toml = deployment_toml(tmp_path, [(realm, "kms-a")], key_label)
+    CliRunner().invoke(main, ["--config", str(toml), "init"])
+    with Deployment.open(DeploymentConfig.load(toml)) as d:
+        d.service.create_key("k")
+        old = d.hsm.status().master_key_id
+        ceremonies.generate_master_key(d.hsm)
+        with pytest.raises(Conflict, match="1 key version"):
+            ceremonies.retire_master_key(d.hsm, d.service.keys, old)
+        assert old in [k["id"] for k in d.hsm.master_keys()["kms-a"]]
+
+
+def test_cli_ceremony_with_shares_and_replacement_token(make_realm, key_label, tmp_path) -> None:
+    a, b = make_realm("kms-a"), make_realm("kms-b")
+    runner = CliRunner()
+    pair = deployment_toml(tmp_path / "pair", [(a, "kms-a"), (b, "kms-b")], key_label)
+    result = runner.invoke(main, ["--config", str(pair), "init", "--shares", "3",
+                                  "--threshold", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("unseal share: kms-mk-share:1:") == 3
+    result = runner.invoke(main, ["--config", str(pair), "keys", "create", "payments"])
+    assert result.exit_code == 0, result.output
+    text = runner.invoke(main, ["--config", str(pair), "encrypt", "payments", "4111"]).output.strip()
+
+    result = runner.invoke(main, ["--config", str(pair), "hsm", "rotate", "--shares", "3",
+                                  "--threshold", "2"])
+    assert result.exit_code == 0, result.output
+    shares = [line.split(": ", 1)[1] for line in result.output.splitlines()
+              if line.startswith("custodian share: ")]
+    assert len(shares) == 3
+    assert '"versions_rewrapped": 1' in result.output and '"complete": true' in result.output
+
+    status = runner.invoke(main, ["--config", str(pair), "hsm", "status"])
+    assert status.exit_code == 0 and status.output.count('"up": true') == 2
+
+    # Token kms-b is lost; a blank replacement (new realm, same label) is loaded
+    # from two custodians' shares of each master key still in use.
+    c = make_realm("kms-b")
+    replaced = deployment_toml(tmp_path / "replaced", [(a, "kms-a"), (c, "kms-b")], key_label)
+    replaced.write_text(replaced.read_text().replace(
+        str(tmp_path / "replaced" / "kms.db"), str(tmp_path / "pair" / "kms.db")).replace(
+        f'data_dir = "{tmp_path / "replaced"}"', f'data_dir = "{tmp_path / "pair"}"'))
+    files = []
+    for i, share in enumerate(shares[1:]):
+        path = tmp_path / f"share{i}"
+        path.write_text(share + "\n")
+        files += ["--share-file", str(path)]
+    result = runner.invoke(main, ["--config", str(replaced), "hsm", "restore", *files,
+                                  "--token", "kms-b"])
+    assert result.exit_code == 0, result.output
+    assert '"loaded_into": [\n    "kms-b"\n  ]' in result.output
+    # Only kms-b (the replacement) now serves: kms-a is taken away.
+    only_c = deployment_toml(tmp_path / "only", [(c, "kms-b")], key_label)
+    only_c.write_text(only_c.read_text().replace(
+        str(tmp_path / "only" / "kms.db"), str(tmp_path / "pair" / "kms.db")))
+    result = runner.invoke(main, ["--config", str(only_c), "decrypt", "payments", text])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "4111"
+
+
+def test_cli_restore_refuses_too_few_shares(make_realm, key_label, tmp_path) -> None:
+    a = make_realm("kms-a")
+    toml = deployment_toml(tmp_path, [(a, "kms-a")], key_label)
+    result = CliRunner().invoke(main, ["--config", str(toml), "init", "--shares", "3",
+                                       "--threshold", "3"])
+    share = next(line.split(": ", 1)[1] for line in result.output.splitlines()
+                 if "share:" in line)
+    path = tmp_path / "one"
+    path.write_text(share)
+    result = CliRunner().invoke(main, ["--config", str(toml), "hsm", "restore",
+                                       "--share-file", str(path)])
+    assert result.exit_code == 1
+    assert "needs 3 distinct shares" in result.output
+    assert share.split(":")[5] not in result.output
