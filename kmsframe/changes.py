@@ -24,13 +24,14 @@ class LocalChangeSignal:
     """Single-process signal: an in-memory counter."""
 
     def __init__(self) -> None:
-        self._value = 0
+        # ``view`` is what the hot path compares: its first 8 bytes change on bump.
+        self.view = bytearray(_COUNTER.size)
 
     def current(self) -> int:
-        return self._value
+        return _COUNTER.unpack_from(self.view, 0)[0]
 
     def bump(self) -> None:
-        self._value += 1
+        _COUNTER.pack_into(self.view, 0, self.current() + 1)
 
     def close(self) -> None:
         pass
@@ -46,6 +47,7 @@ class SharedFileChangeSignal:
             if os.fstat(fd).st_size < _COUNTER.size:
                 os.ftruncate(fd, mmap.PAGESIZE)
             self._map = mmap.mmap(fd, mmap.PAGESIZE)
+            self.view = self._map
         finally:
             os.close(fd)
         self._lock_path = str(path) + ".lock"

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import binascii
 import json
+
+import orjson
 from collections.abc import Mapping
 
 from .errors import InvalidCiphertext, InvalidRequest
@@ -58,7 +60,8 @@ def canonical_context(context: Mapping[str, str] | None) -> bytes:
         isinstance(k, str) and isinstance(v, str) for k, v in context.items()
     ):
         raise InvalidRequest("context must be an object of string values")
-    return json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    # orjson emits the same bytes as json.dumps(sort_keys, compact, UTF-8), faster.
+    return orjson.dumps(context, option=orjson.OPT_SORT_KEYS)
 
 
 def data_aad(key_id: str, version: int, context: Mapping[str, str] | None = None) -> bytes:

@@ -1,5 +1,10 @@
 """Unwrapped working keys, held in memory only: an LRU with a time-to-live.
 
+Recency is tracked the CLOCK way (an approximation of LRU used by operating
+systems' page caches): a hit only bumps the entry's ``uses`` counter, which
+costs the encrypt path one attribute write instead of a reorder; eviction
+gives every entry used since the last sweep a second chance.
+
 An entry is a key record together with loaded :class:`KeyHandle` objects for
 the versions used so far and the pre-computed parts of the encrypt path
 (primary version prefix, associated data). Entries are dropped on TTL expiry,
@@ -30,18 +35,38 @@ class LoadedKey:
         "primary_prefix",
         "primary_handle",
         "primary_aad",
+        "encrypt_ready",
+        "primary_encrypt",
+        "uses",
+        "uses_at_sweep",
+        "openers",
     )
 
-    def __init__(self, key: Key, deadline: float, blocked: KmsError | None) -> None:
+    def __init__(self, key: Key, deadline: float,
+                 blocked: tuple[type[KmsError], str] | None) -> None:
         self.key = key
         self.handles: dict[int, KeyHandle] = {}
         self.deadline = deadline
-        # The error every use of this key raises (disabled, pending deletion...).
+        # The error every use of this key raises (disabled, pending deletion...),
+        # kept as (class, message) so each request raises a fresh exception.
         self.blocked = blocked
         self.primary_version = key.primary_version
         self.primary_prefix = "%05d" % key.primary_version
         self.primary_handle: KeyHandle | None = None
         self.primary_aad = data_aad(key.id, key.primary_version)
+        # Set once the primary handle is loaded and the key may encrypt: the
+        # encrypt fast path then needs no other check.
+        self.encrypt_ready = False
+        self.primary_encrypt: Callable[[bytes, bytes], bytes] | None = None
+        self.uses = 0
+        self.uses_at_sweep = 0
+        # version → (decrypt function, AAD without context): the decrypt fast path.
+        self.openers: dict[int, tuple[Callable[[bytes, bytes], bytes], bytes]] = {}
+
+    def raise_if_blocked(self) -> None:
+        if self.blocked is not None:
+            cls, message = self.blocked
+            raise cls(message)
 
     @property
     def purpose(self) -> Purpose:
@@ -53,7 +78,11 @@ class LoadedKey:
 
 
 class KeyCache:
-    """LRU + TTL map from key name to :class:`LoadedKey`."""
+    """Name → :class:`LoadedKey`, bounded (CLOCK-approximated LRU) and with a TTL.
+
+    Readers on the hot path may look entries up in ``entries`` directly; they
+    must then check ``deadline`` themselves and add 1 to ``uses``.
+    """
 
     def __init__(self, capacity: int = 10_000, ttl_seconds: float = 300.0,
                  clock: Callable[[], float] = monotonic) -> None:
@@ -62,37 +91,57 @@ class KeyCache:
         self.capacity = capacity
         self.ttl = ttl_seconds
         self.clock = clock
-        self._entries: OrderedDict[str, LoadedKey] = OrderedDict()
-        self.hits = 0
+        self.entries: OrderedDict[str, LoadedKey] = OrderedDict()
         self.misses = 0
+        self._retired_hits = 0
+
+    @property
+    def hits(self) -> int:
+        return self._retired_hits + sum(e.uses for e in list(self.entries.values()))
 
     def get(self, name: str) -> LoadedKey | None:
-        entry = self._entries.get(name)
-        if entry is None:
+        """The live entry for ``name`` (counted as a hit or a miss)."""
+        entry = self.entries.get(name)
+        if entry is None or entry.deadline < self.clock():
+            if entry is not None:
+                self._drop(name)
             self.misses += 1
             return None
-        if entry.deadline < self.clock():
-            del self._entries[name]
-            self.misses += 1
-            return None
-        self._entries.move_to_end(name)
-        self.hits += 1
+        entry.uses += 1
         return entry
 
     def put(self, entry: LoadedKey) -> None:
-        self._entries[entry.key.name] = entry
-        self._entries.move_to_end(entry.key.name)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        self._drop(entry.key.name)
+        self.entries[entry.key.name] = entry
+        while len(self.entries) > self.capacity:
+            self._evict_one()
+
+    def _evict_one(self) -> None:
+        # Second chance: entries used since the last sweep go to the back.
+        for _ in range(len(self.entries)):
+            name, entry = next(iter(self.entries.items()))
+            if entry.uses != entry.uses_at_sweep:
+                entry.uses_at_sweep = entry.uses
+                self.entries.move_to_end(name)
+                continue
+            self._drop(name)
+            return
+        self._drop(next(iter(self.entries)))
+
+    def _drop(self, name: str) -> None:
+        entry = self.entries.pop(name, None)
+        if entry is not None:
+            self._retired_hits += entry.uses
 
     def new_deadline(self) -> float:
         return self.clock() + self.ttl
 
     def invalidate(self, name: str | None = None) -> None:
         if name is None:
-            self._entries.clear()
+            for key in list(self.entries):
+                self._drop(key)
         else:
-            self._entries.pop(name, None)
+            self._drop(name)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)

@@ -7,7 +7,6 @@ key version; rotate well before that (the rotation policy exists for it).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 import kmsframe
 from kmsframe.errors import DecryptionFailed, InvalidRequest, OperationNotAllowed
 from kmsframe.model import Purpose
+from kmsframe.nonces import NoncePool
 from kmsframe.secrets import KeyMaterial
 
 NONCE_SIZE = 12
@@ -24,10 +24,11 @@ TAG_SIZE = 16
 
 
 class AesGcmHandle:
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_nonce")
 
-    def __init__(self, material: KeyMaterial) -> None:
+    def __init__(self, material: KeyMaterial, nonces: Callable[[], bytes]) -> None:
         self._aead = AESGCM(material.reveal())
+        self._nonce = nonces
 
     def __repr__(self) -> str:
         return "AesGcmHandle(<key hidden>)"
@@ -35,8 +36,8 @@ class AesGcmHandle:
     def __reduce__(self) -> Any:
         raise TypeError("key handles refuse to be pickled")
 
-    def encrypt(self, plaintext: bytes, aad: bytes, _urandom: Callable[[int], bytes] = os.urandom) -> bytes:
-        nonce = _urandom(NONCE_SIZE)
+    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = self._nonce()
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def decrypt(self, ciphertext: bytes, aad: bytes) -> bytes:
@@ -66,13 +67,17 @@ class Aes256Gcm:
     key_size = 32
     data_key_size = 32
 
+    def __init__(self, nonces: Callable[[], bytes] | None = None) -> None:
+        # Random 96-bit nonces from the OS CSPRNG, fetched in batches.
+        self._nonces = nonces or NoncePool(NONCE_SIZE).take
+
     def generate(self, random_bytes: Callable[[int], bytes]) -> KeyMaterial:
         return KeyMaterial(random_bytes(self.key_size))
 
     def load(self, material: KeyMaterial) -> AesGcmHandle:
         if len(material) != self.key_size:
             raise InvalidRequest("aes-256-gcm keys are 32 bytes")
-        return AesGcmHandle(material)
+        return AesGcmHandle(material, self._nonces)
 
 
 @kmsframe.hookimpl

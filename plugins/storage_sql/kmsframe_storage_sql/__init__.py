@@ -20,6 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -211,15 +213,17 @@ class _Guard:
 
 
 def _bump(conn: Connection, name: str) -> int:
-    """Increment a counter row (creating it at 1) and return the new value."""
-    result = conn.execute(
-        counters.update().where(counters.c.name == name)
-        .values(value=counters.c.value + 1).returning(counters.c.value))
-    value = result.scalar()
-    if value is None:
-        conn.execute(counters.insert().values(name=name, value=1))
-        return 1
-    return int(value)
+    """Increment a counter row (creating it at 1) and return the new value.
+
+    One upsert statement, so two transactions creating the same counter
+    cannot both insert: the loser waits on the row lock and increments.
+    """
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    statement = insert(counters).values(name=name, value=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=[counters.c.name], set_={"value": counters.c.value + 1}
+    ).returning(counters.c.value)
+    return int(conn.execute(statement).scalar_one())
 
 
 def _sqlite_immediate_transactions(engine: Engine) -> None:

@@ -1,0 +1,150 @@
+"""Lifecycle events reach plugins; the scheduler rotates, announces and destroys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import kmsframe
+from kmsframe.authorization import AuthorizationRequest, Denial
+from kmsframe.errors import KeyNotFound, PermissionDenied, RateLimited
+from kmsframe.model import KeyStatus, RotationPolicy
+from kmsframe.scheduler import Scheduler
+from kmsframe.service import KeyService
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    @kmsframe.hookimpl
+    def kms_key_created(self, key):
+        self.events.append(("created", key.name))
+
+    @kmsframe.hookimpl
+    def kms_rotation_due(self, key, due_at, next_version):
+        self.events.append(("due", next_version))
+
+    @kmsframe.hookimpl
+    def kms_version_rotated(self, key, previous_version, new_version):
+        self.events.append(("rotated", (previous_version, new_version)))
+
+    @kmsframe.hookimpl
+    def kms_version_state_changed(self, key, version, old_state, new_state, reason):
+        self.events.append(("state", (version, old_state.value, new_state.value)))
+
+    @kmsframe.hookimpl
+    def kms_key_status_changed(self, key, old_status, new_status):
+        self.events.append(("status", new_status.value))
+
+    @kmsframe.hookimpl
+    def kms_key_destroyed(self, key):
+        self.events.append(("destroyed", key.name))
+
+
+@pytest.fixture
+def recorder(service: KeyService) -> Recorder:
+    rec = Recorder()
+    service.plugins.register(rec, "recorder")
+    return rec
+
+
+def test_events_fire_after_changes(service: KeyService, recorder: Recorder) -> None:
+    service.create_key("k")
+    service.rotate("k")
+    service.set_version_state("k", 10001, "retired")
+    service.disable("k")
+    assert recorder.events == [
+        ("created", "k"),
+        ("state", (10001, "active", "expired")),
+        ("state", (10002, "pre_active", "active")),
+        ("rotated", (10001, 10002)),
+        ("state", (10001, "expired", "retired")),
+        ("status", "disabled"),
+    ]
+
+
+def test_a_failing_listener_does_not_undo_the_change(service: KeyService) -> None:
+    class Broken:
+        @kmsframe.hookimpl
+        def kms_key_created(self, key):
+            raise RuntimeError("listener bug")
+
+    service.plugins.register(Broken(), "broken")
+    service.create_key("k")
+    assert service.get_key("k").name == "k"
+
+
+def test_scheduler_announces_then_rotates_on_policy(service: KeyService, clock,
+                                                    recorder: Recorder) -> None:
+    day = 86400
+    service.create_key("k", rotation_policy=RotationPolicy(period_seconds=90 * day,
+                                                           notice_seconds=7 * day))
+    scheduler = Scheduler(service)
+    assert scheduler.run_once().announced == ()
+    clock.advance(83 * day + 1)
+    report = scheduler.run_once()
+    assert report.announced == ("k",)
+    key = service.get_key("k")
+    assert key.version(10002).state.value == "pre_active"
+    assert service.encrypt("k", b"x").version == 10001  # announced, not yet in use
+    assert scheduler.run_once().announced == ()  # announced once only
+    clock.advance(7 * day)
+    assert scheduler.run_once().rotated == ("k",)
+    key = service.get_key("k")
+    assert key.primary_version == 10002
+    assert key.next_rotation_at == pytest.approx(clock.now + 90 * day)
+    assert service.encrypt("k", b"x").version == 10002
+    assert ("due", 10002) in recorder.events and ("rotated", (10001, 10002)) in recorder.events
+
+
+def test_scheduler_destroys_after_the_waiting_period(service: KeyService, clock,
+                                                     recorder: Recorder) -> None:
+    service.create_key("k")
+    service.schedule_deletion("k", waiting_days=30)
+    scheduler = Scheduler(service)
+    clock.advance(29 * 86400)
+    assert scheduler.run_once().destroyed == ()
+    clock.advance(2 * 86400)
+    assert scheduler.run_once().destroyed == ("k",)
+    key = service.get_key("k")
+    assert key.status is KeyStatus.DESTROYED
+    assert all(v.wrapped is None and v.state.value == "destroyed" for v in key.versions)
+    assert ("destroyed", "k") in recorder.events
+    with pytest.raises(KeyNotFound):
+        service.encrypt("k", b"x")
+
+
+def test_rotation_policy_is_validated() -> None:
+    with pytest.raises(ValueError):
+        RotationPolicy(period_seconds=10)
+    with pytest.raises(ValueError):
+        RotationPolicy(period_seconds=3600, notice_seconds=3600)
+
+
+def test_authorization_plugin_can_veto(deployment) -> None:
+    class OnlyDecrypt:
+        @kmsframe.hookimpl
+        def kms_authorize(self, request: AuthorizationRequest):
+            if request.operation == "encrypt":
+                return Denial(reason="encrypt is not allowed in this test")
+            if request.operation == "keys.rotate":
+                return Denial(reason="slow down", code="rate_limited")
+            return None
+
+    deployment.service.create_key("k")
+    text = deployment.service.encrypt("k", b"x").ciphertext
+    deployment.plugins.register(OnlyDecrypt(), "veto")
+    from kmsframe.keystore import KeyRepository
+    from kmsframe.service import KeyService as Service
+
+    service = Service(plugins=deployment.plugins, hsm=deployment.hsm,
+                      repository=KeyRepository(deployment.storage),
+                      signal=deployment.service.signal)
+    with pytest.raises(PermissionDenied) as info:
+        service.encrypt("k", b"x")
+    assert "slow" not in info.value.message and "test" not in info.value.message
+    with pytest.raises(RateLimited):
+        service.rotate("k")
+    assert service.decrypt("k", text) == b"x"
