@@ -29,7 +29,7 @@ from kmsframe.secrets import KeyMaterial, Secret
 
 from . import blobs, shares
 from .settings import Pkcs11Settings
-from .token import MECHANISM_OF, Token, TokenDown
+from .token import MECHANISM_OF, MasterKeyMissing, Token, TokenDown
 
 log = logging.getLogger(__name__)
 BACKEND_ID = "pkcs11"
@@ -134,13 +134,21 @@ class Pkcs11Hsm:
         if not self._opened:
             raise HsmSealed("the HSM is not open")
         reasons = []
+        missing = 0
         for token in self.tokens:
             try:
                 return work(token)
+            except MasterKeyMissing as exc:
+                missing += 1
+                reasons.append(exc.reason)
             except TokenDown as exc:
                 reasons.append(exc.reason)
                 log.warning("HSM %s failed on token %r (%s); trying the next token",
                             what, token.label, exc.reason)
+        if missing == len(self.tokens):
+            # Every token is working and none has that key: the record names a
+            # master key this deployment never had (or retired): bad data.
+            raise IntegrityError(log_detail=f"{what}: " + "; ".join(reasons))
         raise Unavailable("no HSM token could serve the request",
                           log_detail=f"{what}: " + "; ".join(reasons))
 

@@ -85,6 +85,10 @@ class TokenDown(Exception):
         self.reason = reason
 
 
+class MasterKeyMissing(TokenDown):
+    """The token works but does not hold the master key asked for."""
+
+
 class Token:
     def __init__(self, spec: TokenSpec, *, key_label: str, retry_seconds: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -238,7 +242,7 @@ class Token:
     def _self_test(self, session: Any, mk_id: str) -> bool:
         mk = self._find_key(session, mk_id)
         if mk is None:
-            raise TokenDown(self.label, f"master key {mk_id} is not in this token")
+            raise MasterKeyMissing(self.label, f"master key {mk_id} is not in this token")
         if mk[Attribute.ENCRYPT]:
             nonce = bytes(session.generate_random(96))
             sealed = mk.encrypt(bytes(32), mechanism=Mechanism.AES_GCM,
@@ -354,7 +358,7 @@ class Token:
         def work(session: Any) -> bytes:
             mk = self._find_key(session, mk_id)
             if mk is None:
-                raise TokenDown(self.label, f"master key {mk_id} is not in this token")
+                raise MasterKeyMissing(self.label, f"master key {mk_id} is not in this token")
             if scheme == blobs.SCHEME_GCM:
                 nonce = bytes(session.generate_random(blobs.NONCE_BYTES * 8))
                 body = mk.encrypt(material.reveal(), mechanism=Mechanism.AES_GCM,
@@ -376,7 +380,7 @@ class Token:
         def work(session: Any) -> KeyMaterial:
             mk = self._find_key(session, mk_id)
             if mk is None:
-                raise TokenDown(self.label, f"master key {mk_id} is not in this token")
+                raise MasterKeyMissing(self.label, f"master key {mk_id} is not in this token")
             if scheme == blobs.SCHEME_GCM:
                 if len(body) < blobs.NONCE_BYTES + blobs.TAG_BYTES + 1:
                     raise IntegrityError(log_detail="wrapped key blob is too short")

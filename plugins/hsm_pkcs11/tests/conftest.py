@@ -11,7 +11,7 @@ import pytest
 
 from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
 
-from .softhsm import Realm, missing_tools
+from kmsframe_hsm_pkcs11.testing import Realm, missing_tools
 
 _counter = itertools.count()
 

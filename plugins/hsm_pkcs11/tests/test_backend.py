@@ -13,7 +13,7 @@ from kmsframe.secrets import KeyMaterial, Secret
 from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
 from kmsframe_hsm_pkcs11.blobs import SCHEME_GCM, SCHEME_KWP
 
-from .softhsm import PIN
+from kmsframe_hsm_pkcs11.testing import PIN
 
 AAD = b'{"alg":"aes-256-gcm","key":"k1","v":10001}'
 
@@ -50,9 +50,9 @@ def test_wrapping_is_randomised_under_gcm(hsm: Pkcs11Hsm) -> None:
     assert hsm.unwrap(a, AAD) == hsm.unwrap(b, AAD) == material
 
 
-def test_unknown_master_key_is_unavailable_not_a_crash(hsm: Pkcs11Hsm) -> None:
+def test_unknown_master_key_is_an_integrity_error(hsm: Pkcs11Hsm) -> None:
     wrapped = hsm.wrap(KeyMaterial(bytes(32)), AAD)
-    with pytest.raises(Unavailable):
+    with pytest.raises(IntegrityError):
         hsm.unwrap(attrs.evolve(wrapped, master_key_id="mk-nope"), AAD)
 
 
@@ -179,7 +179,7 @@ def test_wrapped_key_from_another_master_key_label_does_not_open(
     other.initialize()
     try:
         wrapped = other.wrap(KeyMaterial(bytes(32)), AAD)
-        with pytest.raises(Unavailable):
+        with pytest.raises(IntegrityError):
             hsm.unwrap(WrappedKey("pkcs11", wrapped.master_key_id, wrapped.blob), AAD)
     finally:
         other.close()

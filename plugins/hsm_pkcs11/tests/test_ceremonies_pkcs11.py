@@ -15,7 +15,7 @@ from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
 from kmsframe.errors import Conflict
 
-from .softhsm import deployment_toml
+from kmsframe_hsm_pkcs11.testing import deployment_toml
 
 
 @pytest.mark.parametrize("mechanism", ["aes-gcm", "aes-key-wrap-pad"])

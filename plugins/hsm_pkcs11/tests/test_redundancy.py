@@ -17,20 +17,9 @@ from kmsframe.secrets import KeyMaterial, Secret
 from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
 from kmsframe_hsm_pkcs11.shares import combine
 
-from .softhsm import Realm
+from kmsframe_hsm_pkcs11.testing import Realm, pair_settings
 
 AAD = b"redundancy-aad"
-
-
-def pair_settings(a: Realm, b: Realm, key_label: str) -> dict[str, Any]:
-    settings = a.settings("kms-a", key_label=key_label)
-    settings.pop("token_label")
-    settings.pop("module_env")
-    settings["tokens"] = [
-        {"label": "kms-a", "module": a.module, "module_env": a.env},
-        {"label": "kms-b", "module": b.module, "module_env": b.env},
-    ]
-    return settings
 
 
 @pytest.fixture

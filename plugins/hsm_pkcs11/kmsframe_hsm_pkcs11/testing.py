@@ -1,4 +1,7 @@
-"""Throwaway SoftHSM2 tokens for the tests: real tokens, created by the tests.
+"""Throwaway SoftHSM2 tokens for tests: real tokens, created by the tests.
+
+Used by this plugin's tests and offered to anyone testing a deployment on
+SoftHSM2 (``from kmsframe_hsm_pkcs11.testing import Realm``).
 
 Each :class:`Realm` is its own directory with its own ``softhsm2.conf``, its
 own token directory and its own copy of ``libsofthsm2.so``. The copy matters:
@@ -125,3 +128,15 @@ def deployment_toml(data_dir: Path, tokens: list[tuple["Realm", str]], key_label
     path = data_dir / "kms.toml"
     path.write_text("\n".join(lines))
     return path
+
+
+def pair_settings(a: Realm, b: Realm, key_label: str) -> dict[str, Any]:
+    """An ``[hsm]`` table for token kms-a in realm ``a`` and kms-b in realm ``b``."""
+    settings = a.settings("kms-a", key_label=key_label)
+    settings.pop("token_label")
+    settings.pop("module_env")
+    settings["tokens"] = [
+        {"label": "kms-a", "module": a.module, "module_env": a.env},
+        {"label": "kms-b", "module": b.module, "module_env": b.env},
+    ]
+    return settings

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import attrs
 import pytest
 
 from kmsframe import ceremonies
 from kmsframe.errors import InvalidRequest
 from kmsframe.keystore import KeyRepository
-from kmsframe.testing import embedded_deployment
-
-
-@pytest.fixture
-def deployment(tmp_path: Path):
-    with embedded_deployment(tmp_path / "d") as d:
-        yield d
 
 
 def _wrapped_ids(d) -> set[str]:
