@@ -82,9 +82,21 @@ def load(path: str, env: Mapping[str, str]) -> Library:
             return lib
         if not os.path.exists(path):
             raise ConfigurationError(f"hsm: PKCS#11 module {path} does not exist")
+        inherited = next((lib.handle for (pid, p), lib in _loaded.items() if p == path), None)
         try:
             with _environment(env):
-                handle = pkcs11.lib(path)
+                if inherited is not None:
+                    # A forked child: the module's memory (sessions, login) was
+                    # copied from the parent and must not be used; PKCS#11 says
+                    # the child calls C_Initialize afresh.
+                    try:
+                        inherited.finalize()
+                    except pkcs11.PKCS11Error:
+                        pass
+                    inherited.initialize()
+                    handle = inherited
+                else:
+                    handle = pkcs11.lib(path)
         except pkcs11.PKCS11Error as exc:
             raise ConfigurationError(f"hsm: cannot load PKCS#11 module {path}: {exc}") from None
         lib = Library(path, env, handle)
