@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from kmsframe_hsm_pkcs11 import build
+from kmsframe_hsm_pkcs11.testing import Realm, deployment_toml, missing_tools
+from kmsframe_hsm_soft import SoftHsm
+
 from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
 from kmsframe.secrets import KeyMaterial, Secret
 from kmsframe.testing.conformance import AAD
-from kmsframe_hsm_pkcs11 import build
-from kmsframe_hsm_pkcs11.testing import Realm, deployment_toml, missing_tools
-from kmsframe_hsm_soft import SoftHsm
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:
@@ -121,11 +122,11 @@ def main() -> None:
             text = d.service.encrypt("bench", os.urandom(64)).ciphertext
             warm = cold = 0.0
             for _ in range(args.rounds):
-                warm = max(warm, rate(lambda: d.service.decrypt("bench", text), args.seconds))
+                warm = max(warm, rate(lambda t=text: d.service.decrypt("bench", t), args.seconds))
 
-                def cold_decrypt() -> object:
+                def cold_decrypt(t: str = text) -> object:
                     d.service.cache.invalidate()
-                    return d.service.decrypt("bench", text)
+                    return d.service.decrypt("bench", t)
 
                 cold = max(cold, rate(cold_decrypt, args.seconds))
             print(f"service decrypt, pkcs11 {mechanism}: warm cache {warm:,.0f} ops/s, "

@@ -24,6 +24,7 @@ Backends may offer custodian shares (M-of-N) through the optional
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -158,28 +159,38 @@ def _rewrap_key(hsm: HsmBackend, repository: KeyRepository, name: str, target: s
         if not prepared:
             return 0, current, failures
 
-        def change(stored: Key) -> tuple[Key, int] | None:
-            versions = []
-            for version in stored.versions:
-                pair = prepared.get(version.number)
-                if pair is not None and version.wrapped == pair[0]:
-                    version = attrs.evolve(version, wrapped=pair[1])
-                elif version.wrapped is not None and version.wrapped.master_key_id != target \
-                        and version.number not in {f.version for f in failures}:
-                    raise _KeyMoved()
-                versions.append(version)
-            entry = HistoryEntry(
+        change = functools.partial(
+            _replace_wrapped, prepared=prepared, skip={f.version for f in failures},
+            target=target, entry=HistoryEntry(
                 at=clock(), action="master_key.rewrapped", actor=actor,
-                reason=f"{len(prepared)} version(s) re-wrapped under master key {target}")
-            return attrs.evolve(stored, versions=tuple(versions),
-                                history=(*stored.history, entry)), len(prepared)
-
+                reason=f"{len(prepared)} version(s) re-wrapped under master key {target}"))
         try:
             _, count = repository.update(name, change)
         except _KeyMoved:
             continue  # a version was added or re-wrapped meanwhile: prepare again
         return count or 0, current, failures
     raise Conflict(f"key {name!r} kept changing during the re-wrap; run the ceremony again")
+
+
+def _replace_wrapped(stored: Key, *, prepared: Mapping[int, tuple[WrappedKey, WrappedKey]],
+                     skip: set[int], target: str, entry: HistoryEntry) -> tuple[Key, int]:
+    """The stored key with each prepared version's wrapped form replaced.
+
+    A version is replaced only if it still holds the blob that was unwrapped;
+    one still under an old master key that was not prepared (added meanwhile)
+    sends the caller back to prepare again.
+    """
+    versions = []
+    for version in stored.versions:
+        pair = prepared.get(version.number)
+        if pair is not None and version.wrapped == pair[0]:
+            version = attrs.evolve(version, wrapped=pair[1])
+        elif version.wrapped is not None and version.wrapped.master_key_id != target \
+                and version.number not in skip:
+            raise _KeyMoved()
+        versions.append(version)
+    return attrs.evolve(stored, versions=tuple(versions),
+                        history=(*stored.history, entry)), len(prepared)
 
 
 class _KeyMoved(Exception):

@@ -26,7 +26,7 @@ import pkcs11
 from kmsframe.errors import ConfigurationError
 
 _table_lock = threading.Lock()
-_loaded: dict[tuple[int, str], "Library"] = {}
+_loaded: dict[tuple[int, str], Library] = {}
 
 
 @contextlib.contextmanager

@@ -109,7 +109,7 @@ class Realm:
         return table
 
 
-def deployment_toml(data_dir: Path, tokens: list[tuple["Realm", str]], key_label: str,
+def deployment_toml(data_dir: Path, tokens: list[tuple[Realm, str]], key_label: str,
                     *, mechanism: str = "aes-gcm", keys: str = "") -> Path:
     """Write a deployment TOML using these tokens (PIN by ``$file:``); return its path."""
     data_dir.mkdir(parents=True, exist_ok=True)

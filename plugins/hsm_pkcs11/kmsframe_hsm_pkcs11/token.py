@@ -25,7 +25,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.mechanisms import GCMParams
 
-from kmsframe.errors import ConfigurationError, IntegrityError, Unavailable
+from kmsframe.errors import ConfigurationError, IntegrityError
 from kmsframe.secrets import KeyMaterial
 
 from . import blobs

@@ -8,9 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
-
 from kmsframe_hsm_pkcs11.testing import Realm, missing_tools
 
 _counter = itertools.count()

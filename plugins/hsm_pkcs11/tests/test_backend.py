@@ -6,14 +6,13 @@ import threading
 
 import attrs
 import pytest
+from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
+from kmsframe_hsm_pkcs11.blobs import SCHEME_GCM, SCHEME_KWP
+from kmsframe_hsm_pkcs11.testing import PIN
 
 from kmsframe.errors import ConfigurationError, IntegrityError, InvalidRequest, Unavailable
 from kmsframe.model import WrappedKey
 from kmsframe.secrets import KeyMaterial, Secret
-from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
-from kmsframe_hsm_pkcs11.blobs import SCHEME_GCM, SCHEME_KWP
-
-from kmsframe_hsm_pkcs11.testing import PIN
 
 AAD = b'{"alg":"aes-256-gcm","key":"k1","v":10001}'
 

@@ -4,18 +4,16 @@ restore into a replacement token, retiring the old key."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from kmsframe_hsm_pkcs11.testing import deployment_toml
 
 from kmsframe import ceremonies
 from kmsframe.cli import main
 from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
 from kmsframe.errors import Conflict
-
-from kmsframe_hsm_pkcs11.testing import deployment_toml
 
 
 @pytest.mark.parametrize("mechanism", ["aes-gcm", "aes-key-wrap-pad"])

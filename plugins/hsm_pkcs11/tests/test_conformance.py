@@ -6,12 +6,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
+from kmsframe_hsm_pkcs11.testing import pair_settings
 
 from kmsframe.secrets import KeyMaterial
 from kmsframe.testing.conformance import AAD, HsmConformance
-from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
-
-from kmsframe_hsm_pkcs11.testing import pair_settings
 
 
 class TestPkcs11AesGcm(HsmConformance):

@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 from click.testing import CliRunner
+from kmsframe_hsm_pkcs11 import build
+from kmsframe_hsm_pkcs11.testing import deployment_toml
 
 from kmsframe.cli import main
 from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
 from kmsframe.secrets import KeyMaterial
-from kmsframe_hsm_pkcs11 import build
-from kmsframe_hsm_pkcs11.testing import deployment_toml
 
 AAD = b"process-aad"
 

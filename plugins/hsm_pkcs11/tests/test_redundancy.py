@@ -6,18 +6,16 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
+from kmsframe_hsm_pkcs11.shares import combine
+from kmsframe_hsm_pkcs11.testing import Realm, pair_settings
 
 from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
 from kmsframe.errors import InvalidRequest, Unavailable
 from kmsframe.secrets import KeyMaterial, Secret
-from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
-from kmsframe_hsm_pkcs11.shares import combine
-
-from kmsframe_hsm_pkcs11.testing import Realm, pair_settings
 
 AAD = b"redundancy-aad"
 
