@@ -1,5 +1,5 @@
 """Master-key ceremonies that work on any HSM backend: generate, rotate with
-an online re-wrap of every working-key version, restore, retire.
+an online re-wrap of every working-key version, back up, restore, retire.
 
 These are plain functions so that whoever calls them — the ``kmsframe hsm``
 commands today, the approvals engine (dual control) tomorrow — decides who
@@ -53,6 +53,14 @@ class SharedMasterKeys(Protocol):
                            make_current: bool = False) -> Mapping[str, Any]:
         """Rebuild a master key from M shares and load it (into chosen tokens)."""
         ...
+
+
+@runtime_checkable
+class ResharableMasterKeys(Protocol):
+    """An HSM backend that can hand out a fresh set of shares of a share-made key."""
+
+    def reshare_master_key(self, shares: Sequence[Secret], count: int,
+                           threshold: int) -> tuple[str, list[Secret]]: ...
 
 
 @runtime_checkable
@@ -230,6 +238,21 @@ def retire_master_key(hsm: HsmBackend, repository: KeyRepository, master_key_id:
         raise Conflict(f"master key {master_key_id} still wraps {len(used)} key version(s); "
                        "run the re-wrap first")
     return hsm.retire_master_key(master_key_id)
+
+
+def backup_master_key(hsm: HsmBackend, shares: Sequence[Secret], *, count: int,
+                      threshold: int) -> NewMasterKey:
+    """Back up again: M custodians' shares of a master key in, N new shares out.
+
+    For a new custodian set or a lost share. The backend proves the rebuilt
+    key is the one it holds before making new shares. (A master key made
+    inside a single token has no shares and cannot be backed up by design;
+    rotate with shares to get one that can.)
+    """
+    if not isinstance(hsm, ResharableMasterKeys):
+        raise InvalidRequest(f"HSM backend {hsm.id!r} cannot back up a master key as shares")
+    mk_id, share_list = hsm.reshare_master_key(shares, count, threshold)
+    return NewMasterKey(mk_id, tuple(share_list))
 
 
 def restore_master_key(hsm: HsmBackend, shares: Sequence[Secret], *,

@@ -34,7 +34,7 @@ class _Group(click.Group):
 
 
 def _show_shares(new: ceremonies.NewMasterKey) -> None:
-    click.echo(f"master key {new.master_key_id} is current")
+    click.echo(f"master key {new.master_key_id}")
     for share in new.shares:
         # Shown exactly once: hand each line to a different custodian.
         click.echo(f"custodian share: {share.reveal_text()}")
@@ -57,7 +57,7 @@ threshold_option = click.option("--threshold", type=int, default=None,
 
 @click.group(cls=_Group)
 def hsm() -> None:
-    """Master-key ceremonies (generate, rotate, restore, retire) and HSM status."""
+    """Master-key ceremonies (generate, rotate, back up, restore, retire) and HSM status."""
 
 
 @hsm.command("status")
@@ -104,6 +104,21 @@ def rewrap(ctx: Any) -> None:
         _print(report.as_dict())
         if not report.complete:
             click.get_current_context().exit(2)
+
+
+@hsm.command("backup")
+@click.option("--share-file", "share_files", multiple=True, help="A file holding one old share.")
+@click.option("--prompt", "prompt_count", type=int, default=None,
+              help="Type N old shares without echo.")
+@click.option("--shares", type=int, required=True, help="How many new shares (N).")
+@click.option("--threshold", type=int, required=True, help="New shares needed (M).")
+@click.pass_obj
+def backup(ctx: Any, share_files: tuple[str, ...], prompt_count: int | None, shares: int,
+           threshold: int) -> None:
+    """Re-split a share-made master key for a new set of custodians (M old shares in)."""
+    old = _read_shares(share_files, prompt_count)
+    with ctx.deployment() as d:
+        _show_shares(ceremonies.backup_master_key(d.hsm, old, count=shares, threshold=threshold))
 
 
 @hsm.command("restore")

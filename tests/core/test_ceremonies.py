@@ -94,5 +94,7 @@ def test_unopenable_version_is_reported_not_written(deployment) -> None:
 def test_soft_backend_refuses_share_ceremonies(deployment) -> None:
     with pytest.raises(InvalidRequest, match="shares"):
         ceremonies.generate_master_key(deployment.hsm, shares=3, threshold=2)
+    with pytest.raises(InvalidRequest, match="back up"):
+        ceremonies.backup_master_key(deployment.hsm, [], count=3, threshold=2)
     with pytest.raises(InvalidRequest, match="retire"):
         ceremonies.retire_master_key(deployment.hsm, deployment.service.keys, "mk-x")

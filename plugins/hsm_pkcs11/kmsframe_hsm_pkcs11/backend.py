@@ -269,6 +269,23 @@ class Pkcs11Hsm:
             self._current = mk_id
         return loaded
 
+    def reshare_master_key(self, share_list: Sequence[Secret], count: int,
+                           threshold: int) -> tuple[str, list[Secret]]:
+        """Back-up refresh: M old shares in, a new set of N shares of the same key out.
+
+        The rebuilt key is proven to be the one in the tokens before any new
+        share is made: a token wraps a random probe under it and the probe
+        is opened here with the rebuilt bytes. The old shares stay valid
+        (Shamir shares cannot be revoked); to retire them, rotate instead.
+        """
+        mk_id, key = shares.combine(share_list)
+        probe = KeyMaterial(self.random(32))
+        aad = b"kmsframe/pkcs11-reshare-check"
+        blob = self._each(lambda t: t.wrap(mk_id, self.scheme, probe, aad), what="reshare")
+        if blobs.open_on_host(key, blob, aad) != probe:
+            raise InvalidRequest(f"the shares do not rebuild the key held as {mk_id}")
+        return mk_id, shares.split(key, mk_id, threshold, count)
+
     def retire_master_key(self, mk_id: str) -> list[str]:
         """Destroy a (no longer referenced) master key in every token."""
         if mk_id == self._current_id():

@@ -28,6 +28,10 @@ from __future__ import annotations
 
 import hashlib
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding
+
 from kmsframe.errors import IntegrityError
 from kmsframe.secrets import KeyMaterial, constant_time_equal
 
@@ -66,3 +70,19 @@ def kwp_material(payload: bytes, aad: bytes) -> KeyMaterial:
             payload[:DIGEST_BYTES], aad_digest(aad)):
         raise IntegrityError(log_detail="a wrapped key failed to unwrap")
     return KeyMaterial(payload[DIGEST_BYTES:])
+
+
+def open_on_host(key: KeyMaterial, blob: bytes, aad: bytes) -> KeyMaterial | None:
+    """Open a blob with the master key's bytes outside the token, or None.
+
+    Only for ceremonies that hold the rebuilt key anyway (re-sharing): it
+    proves that the bytes custodians rebuilt are the key in the token.
+    """
+    scheme, body = split(blob)
+    try:
+        if scheme == SCHEME_GCM:
+            return KeyMaterial(AESGCM(key.reveal()).decrypt(
+                body[:NONCE_BYTES], body[NONCE_BYTES:], aad))
+        return kwp_material(aes_key_unwrap_with_padding(key.reveal(), body), aad)
+    except (InvalidTag, InvalidUnwrap, IntegrityError, ValueError):
+        return None

@@ -40,7 +40,9 @@ def missing_tools() -> str | None:
     if shutil.which("pkcs11-tool") is None:
         problems.append("pkcs11-tool is not on PATH")
     if module_path() is None:
-        problems.append(f"libsofthsm2.so is in none of {', '.join(MODULE_CANDIDATES)}")
+        override = os.environ.get("KMSFRAME_SOFTHSM2_MODULE")
+        problems.append(f"KMSFRAME_SOFTHSM2_MODULE={override} does not exist" if override else
+                        f"libsofthsm2.so is in none of {', '.join(MODULE_CANDIDATES)}")
     if not problems:
         return None
     return ("SoftHSM2 tests need the Debian packages softhsm2 and opensc "

@@ -13,7 +13,7 @@ from kmsframe import ceremonies
 from kmsframe.cli import main
 from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
-from kmsframe.errors import Conflict
+from kmsframe.errors import Conflict, InvalidRequest
 
 
 @pytest.mark.parametrize("mechanism", ["aes-gcm", "aes-key-wrap-pad"])
@@ -139,3 +139,55 @@ def test_cli_restore_refuses_too_few_shares(make_realm, key_label, tmp_path) -> 
     assert result.exit_code == 1
     assert "needs 3 distinct shares" in result.output
     assert share.split(":")[5] not in result.output
+
+
+@pytest.mark.parametrize("mechanism", ["aes-gcm", "aes-key-wrap-pad"])
+def test_backup_reshares_for_new_custodians(make_realm, key_label, tmp_path, mechanism) -> None:
+    a, b = make_realm("kms-a"), make_realm("kms-b")
+    runner = CliRunner()
+    toml = deployment_toml(tmp_path / "d", [(a, "kms-a")], key_label, mechanism=mechanism)
+    result = runner.invoke(main, ["--config", str(toml), "init", "--shares", "3",
+                                  "--threshold", "2"])
+    old = [line.split(": ", 1)[1] for line in result.output.splitlines() if "share:" in line]
+    files = []
+    for i, share in enumerate(old[:2]):
+        (tmp_path / f"old{i}").write_text(share)
+        files += ["--share-file", str(tmp_path / f"old{i}")]
+    result = runner.invoke(main, ["--config", str(toml), "hsm", "backup", *files,
+                                  "--shares", "5", "--threshold", "3"])
+    assert result.exit_code == 0, result.output
+    new = [line.split(": ", 1)[1] for line in result.output.splitlines()
+           if line.startswith("custodian share: ")]
+    assert len(new) == 5 and not set(new) & set(old)
+    assert new[0].split(":")[2] == old[0].split(":")[2]  # same master key id
+    # Three of the new custodians load the key into another token; it opens
+    # what the first token wrapped.
+    with Deployment.open(DeploymentConfig.load(toml)) as d:
+        d.service.create_key("k")
+        text = d.service.encrypt("k", b"backed up").ciphertext
+    other = deployment_toml(tmp_path / "o", [(b, "kms-b")], key_label, mechanism=mechanism)
+    other.write_text(other.read_text().replace(str(tmp_path / "o" / "kms.db"),
+                                               str(tmp_path / "d" / "kms.db")))
+    for i, share in enumerate(new[2:]):
+        (tmp_path / f"new{i}").write_text(share)
+    result = runner.invoke(main, ["--config", str(other), "hsm", "restore"] +
+                           [x for i in range(3) for x in ("--share-file", str(tmp_path / f"new{i}"))])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(main, ["--config", str(other), "decrypt", "k", text]).output.strip() == \
+        "backed up"
+
+
+def test_backup_refuses_shares_of_another_key(make_realm, key_label, tmp_path) -> None:
+    a = make_realm("kms-a")
+    runner = CliRunner()
+    toml = deployment_toml(tmp_path, [(a, "kms-a")], key_label)
+    runner.invoke(main, ["--config", str(toml), "init", "--shares", "2", "--threshold", "2"])
+    # Shares of a key made elsewhere, claiming this key's id.
+    from kmsframe_hsm_pkcs11.shares import split
+
+    from kmsframe.secrets import KeyMaterial
+    with Deployment.open(DeploymentConfig.load(toml)) as d:
+        mk_id = d.hsm.status().master_key_id
+        foreign = split(KeyMaterial(bytes(32)), mk_id, 2, 2)
+        with pytest.raises(InvalidRequest, match="do not rebuild"):
+            ceremonies.backup_master_key(d.hsm, foreign, count=3, threshold=2)
