@@ -219,7 +219,8 @@ class Pkcs11Hsm:
         Every token must be up: a ceremony that left one token without the new
         key would break redundancy silently.
         """
-        down = [t.label for t in self.tokens if not t.probe()]
+        current = self._read_current()
+        down = [t.label for t in self.tokens if not t.probe(current)]
         if down:
             raise Unavailable(f"tokens {', '.join(down)} are down; the ceremony needs all tokens")
         mk_id = new_master_key_id()
@@ -248,26 +249,27 @@ class Pkcs11Hsm:
 
     def _load_everywhere(self, mk_id: str, key: KeyMaterial, targets: Sequence[Token], *,
                          make_current: bool) -> list[str]:
-        loaded = []
-        for token in targets:
-            try:
+        """Load, cross-check, then point: a failure part-way leaves every
+        token's current key as it was (at worst an unused key object)."""
+        try:
+            for token in targets:
                 token.import_master_key(mk_id, key, self.scheme)
+            # Prove every token opens what another wrapped under this key.
+            probe = KeyMaterial(self.random(32))
+            aad = b"kmsframe/pkcs11-ceremony-check"
+            blob = targets[0].wrap(mk_id, self.scheme, probe, aad)
+            for token in targets[1:]:
+                if token.unwrap(mk_id, blob, aad) != probe:
+                    raise IntegrityError(log_detail=f"token {token.label} holds a different key")
+            for token in targets:
                 if make_current or token.current() is None:
                     token.set_current(mk_id)
-            except TokenDown as exc:
-                raise Unavailable(f"token {token.label!r} failed during the ceremony",
-                                  log_detail=str(exc)) from None
-            loaded.append(token.label)
-        # Prove every token now opens what another wrapped under this key.
-        probe = KeyMaterial(self.random(32))
-        aad = b"kmsframe/pkcs11-ceremony-check"
-        blob = targets[0].wrap(mk_id, self.scheme, probe, aad)
-        for token in targets[1:]:
-            if token.unwrap(mk_id, blob, aad) != probe:
-                raise IntegrityError(log_detail=f"token {token.label} holds a different key")
+        except TokenDown as exc:
+            raise Unavailable(f"token {exc.label!r} failed during the ceremony",
+                              log_detail=str(exc)) from None
         if make_current:
             self._current = mk_id
-        return loaded
+        return [t.label for t in targets]
 
     def reshare_master_key(self, share_list: Sequence[Secret], count: int,
                            threshold: int) -> tuple[str, list[Secret]]:

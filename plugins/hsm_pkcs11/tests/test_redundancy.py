@@ -3,6 +3,7 @@ same master key from custodian shares; one breaks mid-load, work goes on."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
 from kmsframe_hsm_pkcs11.shares import combine
-from kmsframe_hsm_pkcs11.testing import Realm, pair_settings
+from kmsframe_hsm_pkcs11.testing import PIN, Realm, pair_settings
 
 from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
@@ -163,3 +164,28 @@ def test_restore_loads_the_master_key_into_a_replacement_token(make_realm, key_l
             KeyMaterial(b"q" * 32)
     finally:
         pair.close()
+
+
+def test_ceremony_refused_while_a_token_is_down(pair, realms) -> None:
+    hsm, _ = pair
+    before = hsm.status().master_key_id
+    shutil.rmtree(realms[1].token_dir("kms-b"))
+    with pytest.raises(Unavailable, match="kms-b"):
+        hsm.generate_master_key_with_shares(3, 2)
+    assert hsm.tokens[0].current() == before
+    assert [k["id"] for k in hsm.master_keys()["kms-a"]] == [before]
+
+
+def test_failures_are_logged_without_secrets(pair, caplog) -> None:
+    hsm, shares = pair
+    caplog.set_level(logging.DEBUG)
+    wrapped = hsm.wrap(KeyMaterial(b"s" * 32), AAD)
+    hsm.tokens[0].library.handle.finalize()
+    assert hsm.unwrap(wrapped, AAD) == KeyMaterial(b"s" * 32)
+    time.sleep(0.3)
+    hsm.status()
+    text = caplog.text + repr(hsm.status())
+    assert "kms-a" in text and "library not initialized" in text  # the operator learns why
+    assert PIN not in text
+    assert not any(s.reveal_text() in text for s in shares)
+    assert (b"s" * 32).hex() not in text
