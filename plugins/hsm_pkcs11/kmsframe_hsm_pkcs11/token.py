@@ -103,6 +103,9 @@ class Token:
         self._keys: dict[str, Any] = {}
         self.error: str | None = "not opened"
         self._failed_at: float | None = None
+        # A login refused (wrong or locked PIN) is never retried on its own:
+        # each retry would spend one of the token's PIN attempts.
+        self._refused: str | None = None
         self.mechanisms: frozenset[int] = frozenset()
 
     def __repr__(self) -> str:
@@ -139,12 +142,14 @@ class Token:
                 raise TokenDown(self.label, "no token with this label") from None
             except CONFIG_ERRORS as exc:
                 self._mark_down(type(exc).__name__)
+                self._refused = type(exc).__name__
                 raise ConfigurationError(
                     f"hsm: cannot log in to token {self.label!r}: {type(exc).__name__}") from None
             except pkcs11.PKCS11Error as exc:
                 self._mark_down(_reason(exc))
                 raise TokenDown(self.label, _reason(exc)) from None
             self._session = session
+            self._refused = None
             self._generation = lib.generation
             self._keys.clear()
             self.error = None
@@ -176,10 +181,15 @@ class Token:
         """The live session, reconnecting if the token was down long enough."""
         if self.up and self.library is not None and self._generation == self.library.generation:
             return self._session
+        if self._refused is not None:
+            raise TokenDown(self.label, f"login refused ({self._refused}); fix and restart")
         if self._failed_at is not None and self.clock() - self._failed_at < self.retry_seconds:
             raise TokenDown(self.label, self.error or "down")
         try:
             self.connect()
+        except ConfigurationError:
+            raise TokenDown(self.label, f"login refused ({self._refused}); fix and restart") \
+                from None
         except TokenDown as exc:
             # The library itself was finalized (by a reset, or another user in
             # this process): re-initialise it once. Any other failure waits for

@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Iterator
 
+import attrs
 import pytest
 from kmsframe_hsm_pkcs11 import Pkcs11Hsm, build
 from kmsframe_hsm_pkcs11.shares import combine
@@ -189,3 +190,32 @@ def test_failures_are_logged_without_secrets(pair, caplog) -> None:
     assert PIN not in text
     assert not any(s.reveal_text() in text for s in shares)
     assert (b"s" * 32).hex() not in text
+
+
+def test_refused_login_fails_over_and_is_not_retried(realms, key_label, monkeypatch) -> None:
+    a, b = realms
+    hsm = build(pair_settings(a, b, key_label))
+    hsm.open()
+    hsm.initialize({"shares": 2, "threshold": 2})
+    wrapped = hsm.wrap(KeyMaterial(b"p" * 32), AAD)
+    first = hsm.tokens[0]
+    # The session is lost and, at reconnect, the PIN is refused (changed by an SO).
+    first._session.close()
+    first._refused = None
+    first.spec = attrs.evolve(first.spec, pin=Secret.from_text("wrong-pin-0000"))
+    attempts = []
+    real_connect = first.connect
+
+    def counting_connect() -> None:
+        attempts.append(1)
+        real_connect()
+
+    monkeypatch.setattr(first, "connect", counting_connect)
+    for _ in range(5):
+        assert hsm.unwrap(wrapped, AAD) == KeyMaterial(b"p" * 32)  # served by kms-b
+        time.sleep(0.25)  # longer than retry_seconds
+    assert len(attempts) == 1  # one refused login, never retried: PIN tries are precious
+    by_label = {t["label"]: t for t in hsm.status().tokens}
+    assert by_label["kms-a"]["up"] is False and "PinIncorrect" in by_label["kms-a"]["error"]
+    assert by_label["kms-b"]["up"] is True
+    hsm.close()
