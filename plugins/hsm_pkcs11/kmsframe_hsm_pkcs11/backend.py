@@ -21,6 +21,7 @@ from kmsframe.errors import (
     HsmSealed,
     IntegrityError,
     InvalidRequest,
+    KmsError,
     Unavailable,
 )
 from kmsframe.model import WrappedKey
@@ -69,16 +70,19 @@ class Pkcs11Hsm:
         is merely absent leaves the backend degraded, not down.
         """
         reasons = []
-        for token in self.tokens:
-            try:
-                token.connect()
-            except TokenDown as exc:
-                reasons.append(str(exc))
-                continue
-            self._check_mechanism(token)
-        if not any(t.up for t in self.tokens):
-            raise Unavailable("no HSM token is available",
-                              log_detail="; ".join(reasons))
+        try:
+            for token in self.tokens:
+                try:
+                    token.connect()
+                except TokenDown as exc:
+                    reasons.append(str(exc))
+                    continue
+                self._check_mechanism(token)
+            if not any(t.up for t in self.tokens):
+                raise Unavailable("no HSM token is available", log_detail="; ".join(reasons))
+        except KmsError:
+            self.close()  # log out of the tokens that did open
+            raise
         for reason in reasons:
             log.error("HSM opened degraded: %s", reason)
         self._opened = True

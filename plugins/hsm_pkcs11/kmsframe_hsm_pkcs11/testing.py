@@ -61,13 +61,14 @@ def module_path() -> str | None:
 class Realm:
     """A SoftHSM2 installation of its own: conf, token dir, module copy."""
 
-    def __init__(self, root: Path, labels: list[str]) -> None:
+    def __init__(self, root: Path, labels: list[str], *, extra_conf: str = "") -> None:
         self.root = root
         (root / "tokens").mkdir(parents=True)
         self.conf = root / "softhsm2.conf"
         self.conf.write_text(
             f"directories.tokendir = {root / 'tokens'}\n"
-            "objectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n")
+            "objectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"
+            + extra_conf)
         source = module_path()
         assert source is not None
         self.module = str(root / "libsofthsm2.so")

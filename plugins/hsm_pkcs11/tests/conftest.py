@@ -31,8 +31,9 @@ def shared_realm(softhsm_root: Path) -> Realm:
 @pytest.fixture
 def make_realm(softhsm_root: Path) -> Callable[..., Realm]:
     """A fresh realm (own module copy) for tests that break or fill tokens."""
-    def make(*labels: str) -> Realm:
-        return Realm(softhsm_root / f"realm-{next(_counter)}", list(labels))
+    def make(*labels: str, extra_conf: str = "") -> Realm:
+        return Realm(softhsm_root / f"realm-{next(_counter)}", list(labels),
+                     extra_conf=extra_conf)
     return make
 
 

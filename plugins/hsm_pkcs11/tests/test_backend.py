@@ -182,3 +182,19 @@ def test_wrapped_key_from_another_master_key_label_does_not_open(
             hsm.unwrap(WrappedKey("pkcs11", wrapped.master_key_id, wrapped.blob), AAD)
     finally:
         other.close()
+
+
+def test_mechanism_the_token_lacks_is_refused_at_open(make_realm, key_label) -> None:
+    # SoftHSM2 can limit its mechanisms per installation: this one has no AES-GCM.
+    realm = make_realm("kms-a",
+                       extra_conf="slots.mechanisms = CKM_AES_KEY_WRAP_PAD,CKM_AES_KEY_GEN\n")
+    backend = build(realm.settings("kms-a", key_label=key_label))
+    with pytest.raises(ConfigurationError, match="supports: aes-key-wrap-pad"):
+        backend.open()
+    assert not backend.tokens[0].up  # logged out again
+    fallback = build(realm.settings("kms-a", key_label=key_label, mechanism="aes-key-wrap-pad"))
+    fallback.open()
+    fallback.initialize()
+    material = KeyMaterial(fallback.random(32))
+    assert fallback.unwrap(fallback.wrap(material, AAD), AAD) == material
+    fallback.close()
