@@ -195,36 +195,7 @@ class Key:
         return tuple(new if v.number == new.number else v for v in self.versions)
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready description with no secret in it."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "algorithm": self.algorithm,
-            "purpose": self.purpose.value,
-            "status": self.status.value,
-            "created_at": self.created_at,
-            "primary_version": self.primary_version,
-            "min_decryption_version": self.min_decryption_version,
-            "rotation_policy": None
-            if self.rotation_policy is None
-            else {
-                "period_seconds": self.rotation_policy.period_seconds,
-                "notice_seconds": self.rotation_policy.notice_seconds,
-            },
-            "next_rotation_at": self.next_rotation_at,
-            "deletion_at": self.deletion_at,
-            "description": self.description,
-            "labels": dict(self.labels),
-            "versions": [
-                {
-                    "version": v.number,
-                    "state": v.state.value,
-                    "created_at": v.created_at,
-                    "activated_at": v.activated_at,
-                    "expired_at": v.expired_at,
-                    "destroyed_at": v.destroyed_at,
-                    "primary": v.number == self.primary_version,
-                }
-                for v in self.versions
-            ],
-        }
+        """A JSON-ready description with no secret in it (no wrapped blobs, no history)."""
+        from .records import key_summary  # records builds on this module
+
+        return key_summary(self)

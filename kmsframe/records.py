@@ -58,6 +58,17 @@ def key_to_document(key: Key) -> dict[str, Any]:
     }
 
 
+def key_summary(key: Key) -> dict[str, Any]:
+    """The stored form minus what callers need not see: blobs, history, format."""
+    doc = key_to_document(key)
+    del doc["format"], doc["history"]
+    for version in doc["versions"]:
+        del version["wrapped"]
+        version["version"] = version.pop("number")
+        version["primary"] = version["version"] == key.primary_version
+    return doc
+
+
 def _version_to_dict(v: KeyVersion) -> dict[str, Any]:
     return {
         "number": v.number,

@@ -179,20 +179,24 @@ class SqlStorage:
         return self._engine
 
     def _read(self) -> "_Guard":
-        return _Guard(self._engine_or_fail().connect())
+        return _Guard(self._engine_or_fail())
 
     def _write(self) -> "_Guard":
-        return _Guard(self._engine_or_fail().connect(), transaction=True)
+        return _Guard(self._engine_or_fail(), transaction=True)
 
 
 class _Guard:
     """A connection (and transaction) that turns driver failures into kmsframe errors."""
 
-    def __init__(self, conn: Connection, transaction: bool = False) -> None:
-        self.conn = conn
+    def __init__(self, engine: Engine, transaction: bool = False) -> None:
+        self.engine = engine
         self.transaction = transaction
 
     def __enter__(self) -> Connection:
+        try:
+            self.conn = self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(log_detail=type(exc).__name__) from None
         if self.transaction:
             self.conn.begin()
         return self.conn
