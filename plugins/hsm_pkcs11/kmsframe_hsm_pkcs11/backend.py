@@ -179,7 +179,7 @@ class Pkcs11Hsm:
 
     def wrap(self, material: KeyMaterial, aad: bytes) -> WrappedKey:
         mk_id = self._current_id()
-        blob = self._each(lambda t: t.wrap(mk_id, self.scheme, material, aad), what="wrap")
+        blob = self._each(lambda t: t.wrap(mk_id, material, aad), what="wrap")
         return WrappedKey(hsm=self.id, master_key_id=mk_id, blob=blob)
 
     def unwrap(self, wrapped: WrappedKey, aad: bytes) -> KeyMaterial:
@@ -229,8 +229,8 @@ class Pkcs11Hsm:
             raise Unavailable(f"tokens {', '.join(down)} are down; the ceremony needs all tokens")
         mk_id = new_master_key_id()
         key = KeyMaterial(self.random(32))
-        share_list = shares.split(key, mk_id, threshold, count)
-        self._load_everywhere(mk_id, key, self.tokens, make_current=True)
+        share_list = shares.split(key, mk_id, threshold, count, self.settings.mechanism)
+        self._load_everywhere(mk_id, key, self.scheme, self.tokens, make_current=True)
         return mk_id, share_list
 
     def restore_master_key(self, share_list: Sequence[Secret], *, token_labels: Sequence[str] = (),
@@ -242,26 +242,29 @@ class Pkcs11Hsm:
         has none, or everywhere if ``make_current``. A wrong or short set of
         shares is refused before any token is touched.
         """
-        mk_id, key = shares.combine(share_list)
+        mk_id, key, mechanism = shares.combine(share_list)
+        if mechanism not in blobs.SCHEMES:
+            raise InvalidRequest("the shares name an unknown mechanism")
         targets = [t for t in self.tokens if not token_labels or t.label in token_labels]
         unknown = set(token_labels) - {t.label for t in self.tokens}
         if unknown:
             raise InvalidRequest(f"no configured token is labelled {', '.join(sorted(unknown))}")
-        loaded = self._load_everywhere(mk_id, key, targets, make_current=make_current)
+        loaded = self._load_everywhere(mk_id, key, blobs.SCHEMES[mechanism], targets,
+                                       make_current=make_current)
         self._current = self._read_current()
         return {"master_key_id": mk_id, "kcv": shares.kcv(key), "loaded_into": loaded}
 
-    def _load_everywhere(self, mk_id: str, key: KeyMaterial, targets: Sequence[Token], *,
-                         make_current: bool) -> list[str]:
+    def _load_everywhere(self, mk_id: str, key: KeyMaterial, scheme: int,
+                         targets: Sequence[Token], *, make_current: bool) -> list[str]:
         """Load, cross-check, then point: a failure part-way leaves every
         token's current key as it was (at worst an unused key object)."""
         try:
             for token in targets:
-                token.import_master_key(mk_id, key, self.scheme)
+                token.import_master_key(mk_id, key, scheme)
             # Prove every token opens what another wrapped under this key.
             probe = KeyMaterial(self.random(32))
             aad = b"kmsframe/pkcs11-ceremony-check"
-            blob = targets[0].wrap(mk_id, self.scheme, probe, aad)
+            blob = targets[0].wrap(mk_id, probe, aad)
             for token in targets[1:]:
                 if token.unwrap(mk_id, blob, aad) != probe:
                     raise IntegrityError(log_detail=f"token {token.label} holds a different key")
@@ -284,13 +287,15 @@ class Pkcs11Hsm:
         is opened here with the rebuilt bytes. The old shares stay valid
         (Shamir shares cannot be revoked); to retire them, rotate instead.
         """
-        mk_id, key = shares.combine(share_list)
+        mk_id, key, mechanism = shares.combine(share_list)
+        if mechanism not in blobs.SCHEMES:
+            raise InvalidRequest("the shares name an unknown mechanism")
         probe = KeyMaterial(self.random(32))
         aad = b"kmsframe/pkcs11-reshare-check"
-        blob = self._each(lambda t: t.wrap(mk_id, self.scheme, probe, aad), what="reshare")
+        blob = self._each(lambda t: t.wrap(mk_id, probe, aad), what="reshare")
         if blobs.open_on_host(key, blob, aad) != probe:
             raise InvalidRequest(f"the shares do not rebuild the key held as {mk_id}")
-        return mk_id, shares.split(key, mk_id, threshold, count)
+        return mk_id, shares.split(key, mk_id, threshold, count, mechanism)
 
     def retire_master_key(self, mk_id: str) -> list[str]:
         """Destroy a (no longer referenced) master key in every token."""

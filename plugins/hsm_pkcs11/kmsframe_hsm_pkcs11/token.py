@@ -101,6 +101,7 @@ class Token:
         self._session: Any = None
         self._generation = -1
         self._keys: dict[str, Any] = {}
+        self._schemes: dict[str, int] = {}
         self.error: str | None = "not opened"
         self._failed_at: float | None = None
         # A login refused (wrong or locked PIN) is never retried on its own:
@@ -364,11 +365,18 @@ class Token:
     def random(self, n: int) -> bytes:
         return bytes(self.call(lambda s: s.generate_random(n * 8)))
 
-    def wrap(self, mk_id: str, scheme: int, material: KeyMaterial, aad: bytes) -> bytes:
+    def wrap(self, mk_id: str, material: KeyMaterial, aad: bytes) -> bytes:
+        """Wrap under ``mk_id`` with the scheme that key was made for (its
+        capabilities say which), whatever ``mechanism`` is configured now:
+        the setting chooses how *new* master keys are made."""
         def work(session: Any) -> bytes:
             mk = self._find_key(session, mk_id)
             if mk is None:
                 raise MasterKeyMissing(self.label, f"master key {mk_id} is not in this token")
+            scheme = self._schemes.get(mk_id)
+            if scheme is None:
+                scheme = blobs.SCHEME_GCM if mk[Attribute.ENCRYPT] else blobs.SCHEME_KWP
+                self._schemes[mk_id] = scheme
             if scheme == blobs.SCHEME_GCM:
                 nonce = bytes(session.generate_random(blobs.NONCE_BYTES * 8))
                 body = mk.encrypt(material.reveal(), mechanism=Mechanism.AES_GCM,

@@ -41,7 +41,7 @@ def test_both_tokens_hold_the_same_non_extractable_master_key(pair, realms) -> N
     hsm, shares = pair
     mk_id = hsm.status().master_key_id
     a, b = hsm.tokens
-    blob = a.wrap(mk_id, hsm.scheme, KeyMaterial(b"w" * 32), AAD)
+    blob = a.wrap(mk_id, KeyMaterial(b"w" * 32), AAD)
     assert b.unwrap(mk_id, blob, AAD) == KeyMaterial(b"w" * 32)
     for label, keys in hsm.master_keys().items():
         (key,) = keys
@@ -219,3 +219,26 @@ def test_refused_login_fails_over_and_is_not_retried(realms, key_label, monkeypa
     assert by_label["kms-a"]["up"] is False and "PinIncorrect" in by_label["kms-a"]["error"]
     assert by_label["kms-b"]["up"] is True
     hsm.close()
+
+
+def test_restore_keeps_the_mechanism_the_key_was_made_for(make_realm, key_label) -> None:
+    a, b = make_realm("kms-a"), make_realm("kms-b")
+    kwp = build(a.settings("kms-a", key_label=key_label, mechanism="aes-key-wrap-pad"))
+    kwp.open()
+    shown = kwp.initialize({"shares": 2, "threshold": 2})
+    wrapped = kwp.wrap(KeyMaterial(b"m" * 32), AAD)
+    kwp.close()
+    # The replacement deployment is now configured for AES-GCM.
+    gcm = build(b.settings("kms-b", key_label=key_label, mechanism="aes-gcm"))
+    gcm.open()
+    try:
+        gcm.restore_master_key(shown["shares"])
+        assert gcm.unwrap(wrapped, AAD) == KeyMaterial(b"m" * 32)
+        # New wraps follow the key's capabilities (key-wrap-pad), not the setting.
+        again = gcm.wrap(KeyMaterial(b"n" * 32), AAD)
+        assert again.blob[1] == 0x02 and gcm.unwrap(again, AAD) == KeyMaterial(b"n" * 32)
+        assert gcm.status().ready
+        listing = b.list_objects("kms-b")
+        assert "wrap, unwrap" in listing and "encrypt" not in listing
+    finally:
+        gcm.close()
