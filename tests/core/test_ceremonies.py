@@ -98,3 +98,36 @@ def test_soft_backend_refuses_share_ceremonies(deployment) -> None:
         ceremonies.backup_master_key(deployment.hsm, [], count=3, threshold=2)
     with pytest.raises(InvalidRequest, match="retire"):
         ceremonies.retire_master_key(deployment.hsm, deployment.service.keys, "mk-x")
+
+
+def test_hsm_commands_on_the_embedded_deployment(tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from kmsframe.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), *args])
+        return result.exit_code, result.stdout, result.stderr
+
+    assert run("init")[0] == 0
+    assert run("keys", "create", "payments")[0] == 0
+    code, ciphertext, _ = run("encrypt", "payments", "4111")
+    code, out, _ = run("hsm", "status")
+    first = json.loads(out)["master_key_id"]
+    assert code == 0 and json.loads(out)["backend"] == "soft"
+
+    code, out, _ = run("hsm", "rotate")
+    assert code == 0 and out.startswith("master key mk-")
+    report = json.loads(out[out.index("{"):])
+    assert report["complete"] and report["versions_rewrapped"] == 1
+    assert report["master_key_id"] != first
+    code, out, _ = run("hsm", "rewrap")
+    assert code == 0 and json.loads(out)["versions_already_current"] == 1
+    code, out, _ = run("decrypt", "payments", ciphertext.strip())
+    assert code == 0 and out == "4111\n"
+    code, _, err = run("hsm", "retire", first)
+    assert code == 1 and "error: invalid_request: HSM backend 'soft' cannot retire" in err
+    code, _, err = run("hsm", "rotate", "--shares", "3", "--threshold", "2")
+    assert code == 1 and "cannot make a master key from shares" in err
