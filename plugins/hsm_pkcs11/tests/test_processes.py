@@ -14,7 +14,7 @@ from kmsframe_hsm_pkcs11.testing import deployment_toml
 from kmsframe.cli import main
 from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
-from kmsframe.secrets import KeyMaterial
+from kmsframe.secrets import KeyMaterial, Secret
 
 AAD = b"process-aad"
 
@@ -83,3 +83,42 @@ def test_forked_child_initialises_its_own_library(shared_realm, key_label) -> No
     assert parent.unwrap(type(wrapped)("pkcs11", wrapped.master_key_id, blob), AAD) == \
         KeyMaterial(b"g" * 32)
     parent.close()
+
+
+def _rotate_in_other_process(settings: dict, pin_file: str, queue) -> None:
+    try:
+        # Secrets refuse to be pickled, so the PIN is read again here, as a
+        # process reading its configuration would.
+        pin = Secret(Path(pin_file).read_bytes().strip())
+        backend = build({**settings, "pin": pin})
+        backend.open()
+        new_id = backend.generate_master_key()
+        blob = backend.wrap(KeyMaterial(b"o" * 32), AAD).blob
+        backend.close()
+        queue.put(("ok", new_id, blob))
+    except BaseException as exc:  # noqa: BLE001
+        queue.put(("error", repr(exc), b""))
+
+
+def test_master_key_rotated_by_another_process_is_seen(make_realm, key_label) -> None:
+    realm = make_realm("kms-a")
+    settings = realm.settings("kms-a", key_label=key_label)
+    serving = build(settings)  # a long-running worker
+    serving.open()
+    first = serving.initialize()["master_key_id"]
+    old = serving.wrap(KeyMaterial(b"w" * 32), AAD)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    plain = {k: v for k, v in settings.items() if k != "pin"}
+    process = ctx.Process(target=_rotate_in_other_process,
+                          args=(plain, str(realm.pin_file), queue))
+    process.start()  # the ceremony runs in another process (the CLI)
+    status, new_id, blob = queue.get(timeout=60)
+    process.join(timeout=30)
+    assert status == "ok" and new_id != first, new_id
+    # The worker wraps under the new key at once and opens what the other process wrapped.
+    assert serving.wrap(KeyMaterial(b"x" * 32), AAD).master_key_id == new_id
+    assert serving.unwrap(type(old)("pkcs11", new_id, blob), AAD) == KeyMaterial(b"o" * 32)
+    assert serving.unwrap(old, AAD) == KeyMaterial(b"w" * 32)
+    assert serving.status().master_key_id == new_id
+    serving.close()
