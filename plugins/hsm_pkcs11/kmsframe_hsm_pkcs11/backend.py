@@ -47,9 +47,11 @@ class Pkcs11Hsm:
     """The ``pkcs11`` HSM backend (see the module docstring)."""
 
     id = BACKEND_ID
-    hardware = True
 
     def __init__(self, settings: Pkcs11Settings) -> None:
+        # True only when every token's slot says it is hardware (CKF_HW_SLOT);
+        # SoftHSM2 does not, and status() must not pretend otherwise.
+        self.hardware = False
         self.settings = settings
         self.scheme = blobs.SCHEMES[settings.mechanism]
         self.tokens = [Token(spec, key_label=settings.key_label,
@@ -85,6 +87,7 @@ class Pkcs11Hsm:
             raise
         for reason in reasons:
             log.error("HSM opened degraded: %s", reason)
+        self.hardware = all(t.hardware for t in self.tokens if t.up)
         self._opened = True
         self._current = self._read_current()
 
@@ -113,6 +116,7 @@ class Pkcs11Hsm:
         for token in self.tokens:
             alive = self._opened and token.probe(current)
             entry: dict[str, Any] = {"label": token.label, "module": token.spec.module,
+                                     "model": token.model, "hardware": token.hardware,
                                      "up": alive, "error": None if alive else token.error}
             if alive:
                 try:
@@ -128,7 +132,9 @@ class Pkcs11Hsm:
         detail = f"{up} of {len(reports)} tokens up, mechanism {self.settings.mechanism}"
         if current is None and up:
             detail += "; no master key yet (run 'kmsframe init')"
-        return HsmStatus(backend=self.id, ready=ready, sealed=False, hardware=True,
+        if not self.hardware:
+            detail += "; software token(s): not a hardware security module"
+        return HsmStatus(backend=self.id, ready=ready, sealed=False, hardware=self.hardware,
                          master_key_id=current, detail=detail, tokens=tuple(reports))
 
     # -- failover -------------------------------------------------------------------

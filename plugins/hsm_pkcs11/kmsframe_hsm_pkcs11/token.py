@@ -108,6 +108,8 @@ class Token:
         # each retry would spend one of the token's PIN attempts.
         self._refused: str | None = None
         self.mechanisms: frozenset[int] = frozenset()
+        self.hardware = False
+        self.model = ""
 
     def __repr__(self) -> str:
         return f"Token(label={self.label!r}, module={self.spec.module!r}, up={self.up})"
@@ -138,6 +140,9 @@ class Token:
                     # in this process is logged in to the same token already.
                     session = token.open(rw=True)
                 self.mechanisms = frozenset(int(m) for m in token.slot.get_mechanisms())
+                # SoftHSM2 is a software token: its slot does not claim CKF_HW_SLOT.
+                self.hardware = bool(token.slot.flags & pkcs11.SlotFlag.HW_SLOT)
+                self.model = f"{token.manufacturer_id} {token.model}".strip()
             except p11.NoSuchToken:
                 self._mark_down("no token with this label")
                 raise TokenDown(self.label, "no token with this label") from None
