@@ -39,7 +39,7 @@ MAX_RANDOM = 4096
 
 
 def new_master_key_id() -> str:
-    """``mk-YYYYMMDDTHHMMSS-<8 hex>``: sorts by creation time, unique."""
+    """``mk-YYYYMMDDTHHMMSS-<8 hex>``: unique, and readable as to when it was made."""
     return time.strftime("mk-%Y%m%dT%H%M%S-", time.gmtime()) + _random.token_hex(4)
 
 

@@ -191,3 +191,24 @@ def test_backup_refuses_shares_of_another_key(make_realm, key_label, tmp_path) -
         foreign = split(KeyMaterial(bytes(32)), mk_id, 2, 2)
         with pytest.raises(InvalidRequest, match="do not rebuild"):
             ceremonies.backup_master_key(d.hsm, foreign, count=3, threshold=2)
+
+
+def test_cli_status_and_master_keys(make_realm, key_label, tmp_path) -> None:
+    import json
+
+    a = make_realm("kms-a")
+    toml = deployment_toml(tmp_path, [(a, "kms-a")], key_label)
+    runner = CliRunner()
+    assert runner.invoke(main, ["--config", str(toml), "init"]).exit_code == 0
+    generated = runner.invoke(main, ["--config", str(toml), "hsm", "generate"])
+    assert generated.exit_code == 0
+    new_id = generated.output.split()[2]
+    result = runner.invoke(main, ["--config", str(toml), "hsm", "master-keys"])
+    assert result.exit_code == 0, result.output
+    keys = json.loads(result.output)["kms-a"]
+    assert len(keys) == 2
+    assert all(k["sensitive"] and not k["extractable"] and k["local"] for k in keys)
+    status = json.loads(runner.invoke(main, ["--config", str(toml), "hsm", "status"]).output)
+    assert status["backend"] == "pkcs11" and status["ready"] is True
+    assert status["master_key_id"] == new_id and new_id in {k["id"] for k in keys}
+    assert status["tokens"][0]["label"] == "kms-a" and status["tokens"][0]["up"] is True
