@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 BACKEND_ID = "pkcs11"
 T = TypeVar("T")
 MAX_RANDOM = 4096
+STARTUP_ATTEMPTS = 3
 
 
 def new_master_key_id() -> str:
@@ -75,12 +76,13 @@ class Pkcs11Hsm:
         try:
             for token in self.tokens:
                 try:
-                    token.connect()
+                    self._connect_at_startup(token)
                 except TokenDown as exc:
                     reasons.append(str(exc))
                     continue
                 self._check_mechanism(token)
             if not any(t.up for t in self.tokens):
+                log.error("no HSM token is available: %s", "; ".join(reasons))
                 raise Unavailable("no HSM token is available", log_detail="; ".join(reasons))
         except KmsError:
             self.close()  # log out of the tokens that did open
@@ -90,6 +92,21 @@ class Pkcs11Hsm:
         self.hardware = all(t.hardware for t in self.tokens if t.up)
         self._opened = True
         self._current = self._read_current()
+
+    @staticmethod
+    def _connect_at_startup(token: Token) -> None:
+        # A few quick retries: once in 18 starts of two uvicorn workers on one
+        # fresh SoftHSM2 token a worker could not open it (cause not found);
+        # a startup failure kills the whole server, so try again briefly.
+        for attempt in range(STARTUP_ATTEMPTS):
+            try:
+                token.connect()
+                return
+            except TokenDown as exc:
+                if attempt == STARTUP_ATTEMPTS - 1:
+                    raise
+                log.warning("HSM token %r did not open (%s); retrying", token.label, exc.reason)
+                time.sleep(0.2 * (attempt + 1))
 
     def _check_mechanism(self, token: Token) -> None:
         mechanism = int(MECHANISM_OF[self.scheme])
