@@ -30,9 +30,9 @@ import urllib.request
 from pathlib import Path
 
 from click.testing import CliRunner
+from kmsframe_hsm_pkcs11.testing import Realm, deployment_toml, missing_tools
 
 from kmsframe.cli import main as cli
-from kmsframe_hsm_pkcs11.testing import Realm, deployment_toml, missing_tools
 
 ROOT_TOKEN = "bench-root-token"
 
