@@ -28,6 +28,7 @@ from .errors import KmsError
 from .hsm_cli import hsm as hsm_commands
 from .model import RotationPolicy
 from .plugins import PluginHost, installed_plugins
+from .serve import serve
 
 EMBEDDED_WARNING = (
     "WARNING: embedded default deployment — software HSM (not a hardware HSM), "
@@ -316,6 +317,8 @@ def decrypt(ctx: Context, name: str, ciphertext: str, context: tuple[str, ...], 
     else:
         sys.stdout.buffer.write(plaintext + b"\n")
 
+
+main.add_command(serve)  # kmsframe serve: the HTTP service (kmsframe/serve.py)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

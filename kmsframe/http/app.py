@@ -1,0 +1,134 @@
+"""Assemble the HTTP service: a starlette app built from a deployment factory.
+
+No decorators: :func:`build_app` passes the route tables, the middleware,
+the exception handlers and the lifespan to ``Starlette(...)``, then wraps the
+result in :class:`Instrumented` (request metrics, and the last net under
+unhandled errors). Each worker process calls ``factory`` in its lifespan and
+closes the deployment on shutdown.
+
+Request path: ``Instrumented`` → (crypto routes: :mod:`~kmsframe.http.fastpath`, which
+runs the same guard and endpoint directly) → starlette's ``ServerErrorMiddleware`` →
+``AuthenticationMiddleware`` (bearer token → credentials) →
+``ExceptionMiddleware`` (errors → JSON, :mod:`kmsframe.http.errors`) → router
+→ ``KmsRoute.handle`` (guard: the route's permission) → endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from time import perf_counter
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..authorization import Principal
+from ..deployment import Deployment
+from . import openapi
+from .auth import BearerBackend, on_auth_error, role_permissions
+from .errors import exception_handlers, log_unhandled
+from .fastpath import FastPath
+from .responses import json_response
+from .routes import apps, crypto, health, keys
+from .routing import Guard, KmsRoute, require_permission
+from .runtime import HttpSettings, Runtime
+
+log = logging.getLogger("kmsframe.http")
+
+
+class Instrumented:
+    """Outermost ASGI layer: counts every request and swallows what escaped.
+
+    Starlette answers an unhandled exception with our 500 body and then
+    re-raises it for the server to log with a full stack; we log one line
+    instead (:func:`~kmsframe.http.errors.log_unhandled`) so no stack trace,
+    and nothing from the request, reaches the log.
+    """
+
+    def __init__(self, app: Starlette, runtime: Runtime, fast: FastPath | None) -> None:
+        self.app: ASGIApp = app
+        self.starlette = app
+        self.runtime = runtime
+        self.metrics = runtime.metrics
+        self.fast = fast
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        if self.fast is not None:
+            matched = self.fast.match(scope)
+            if matched is not None:
+                status = await self.fast.handle(matched[0], matched[1], scope, receive, send)
+                if status:
+                    self.metrics.record(matched[0].path, "POST", status, perf_counter() - start,
+                                        scope.get("kms.error"))
+                    return
+        status = 500
+
+        async def watch(message: dict) -> None:  # type: ignore[type-arg]
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log_unhandled(exc, scope["method"], scope["path"])
+            scope["kms.error"] = "internal_error"
+            status = 500
+        route = scope.get("kms.route")
+        self.metrics.record(route.path if route is not None else "(unmatched)", scope["method"],
+                            status, perf_counter() - start, scope.get("kms.error"))
+
+
+def build_routes(runtime: Runtime) -> list[KmsRoute]:
+    table = [*crypto.routes(runtime), *keys.routes(runtime), *apps.routes(runtime),
+             *health.routes(runtime)]
+    doc_holder: dict[str, Response] = {}
+
+    async def openapi_json(request: Request) -> Response:
+        if "doc" not in doc_holder:
+            doc_holder["doc"] = json_response(openapi.document(table))
+        return doc_holder["doc"]
+
+    table.append(KmsRoute("/v1/openapi.json", openapi_json, method="GET",
+                          permission="openapi.read", name="openapi",
+                          doc={"summary": "This OpenAPI 3.1 document", "response": "OpenApi"}))
+    return table
+
+
+def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSettings(), *,
+              guard: Guard = require_permission,
+              permissions: Callable[[Principal], frozenset[str]] = role_permissions,
+              ) -> Instrumented:
+    """The ASGI app serving the deployment ``factory`` builds (once per worker)."""
+    runtime = Runtime(factory, settings)
+    routes = build_routes(runtime)
+    for route in routes:
+        route.guard = guard
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime.open()
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    backend = BearerBackend(lambda: runtime.apps, permissions)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(AuthenticationMiddleware, backend=backend,
+                               on_error=on_auth_error)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    return Instrumented(app, runtime, FastPath(routes, backend) if settings.fast_path else None)

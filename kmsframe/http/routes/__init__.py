@@ -1,0 +1,1 @@
+"""The route tables: each module's ``routes(runtime)`` returns its KmsRoutes."""

@@ -1,0 +1,64 @@
+"""Liveness, readiness, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...errors import KmsError
+from ..responses import json_response
+from ..routing import KmsRoute
+from ..runtime import Runtime
+
+_OK = b'{"status":"ok"}'
+
+
+async def healthz(request: Request) -> Response:
+    return Response(_OK, media_type="application/json")
+
+
+def _readiness(runtime: Runtime) -> tuple[bool, dict[str, str]]:
+    checks: dict[str, str] = {}
+    try:
+        runtime.deployment.storage.ping()
+        checks["storage"] = "ok"
+    except KmsError as exc:
+        checks["storage"] = exc.code
+    except Exception:  # a driver error we did not map: still "not ready", not a 500
+        checks["storage"] = "unavailable"
+    try:
+        status = runtime.deployment.hsm.status()
+        checks["hsm"] = "ok" if status.ready and not status.sealed else \
+            ("sealed" if status.sealed else "unavailable")
+    except Exception:
+        checks["hsm"] = "unavailable"
+    return all(v == "ok" for v in checks.values()), checks
+
+
+async def readyz(runtime: Runtime, request: Request) -> Response:
+    ready, checks = await run_in_threadpool(_readiness, runtime)
+    if ready:
+        return json_response({"status": "ready", "checks": checks})
+    return json_response({"error": {"code": "not_ready", "message": "a dependency is down"},
+                          "checks": checks}, status=503)
+
+
+async def metrics(runtime: Runtime, request: Request) -> Response:
+    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def routes(runtime: Runtime) -> list[KmsRoute]:
+    return [
+        KmsRoute("/healthz", healthz, method="GET", permission=None, name="healthz",
+                 doc={"summary": "Liveness (no authentication)", "response": "Health"}),
+        KmsRoute("/readyz", partial(readyz, runtime), method="GET", permission="health.read",
+                 name="readyz",
+                 doc={"summary": "Readiness: storage and HSM reachable", "response": "Readiness",
+                      "errors": [503]}),
+        KmsRoute("/metrics", partial(metrics, runtime), method="GET",
+                 permission="metrics.read", name="metrics",
+                 doc={"summary": "Prometheus metrics of this worker", "response": "text"}),
+    ]

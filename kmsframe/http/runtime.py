@@ -1,0 +1,67 @@
+"""What the routes of one worker share: its deployment, apps and metrics.
+
+A :class:`Runtime` is created empty with the app; the lifespan opens the
+deployment inside the worker process (``open``) and closes it on shutdown,
+so every worker has its own HSM session, store connections and key cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from ..apps import AppRegistry
+from ..deployment import Deployment
+from ..secrets import Secret
+from ..service import KeyService
+from .body import DEFAULT_MAX_BODY
+from .metrics import Metrics
+
+
+@attrs.frozen(slots=True)
+class HttpSettings:
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    root_token: Secret | None = attrs.field(default=None, repr=False)
+    # Serve the crypto routes through kmsframe.http.fastpath (same behaviour,
+    # fewer layers); off only to compare, or to test the full stack.
+    fast_path: bool = True
+
+
+class Runtime:
+    def __init__(self, factory: Callable[[], Deployment], settings: HttpSettings) -> None:
+        self.factory = factory
+        self.settings = settings
+        self.metrics = Metrics()
+        self._deployment: Deployment | None = None
+        self._apps: AppRegistry | None = None
+        self._service: KeyService | None = None
+
+    def open(self) -> None:
+        deployment = self.factory()
+        self._deployment = deployment
+        self._service = deployment.service
+        self._apps = AppRegistry(deployment.storage, deployment.service.signal,
+                                 root_token=self.settings.root_token)
+        cache = deployment.service.cache
+        self.metrics.cache_stats = lambda: (cache.hits, cache.misses)
+
+    def close(self) -> None:
+        if self._deployment is not None:
+            self._deployment.close()
+            self._deployment = None
+
+    @property
+    def deployment(self) -> Deployment:
+        assert self._deployment is not None, "the deployment is opened by the lifespan"
+        return self._deployment
+
+    @property
+    def service(self) -> KeyService:
+        assert self._service is not None, "the deployment is opened by the lifespan"
+        return self._service
+
+    @property
+    def apps(self) -> AppRegistry:
+        assert self._apps is not None, "the deployment is opened by the lifespan"
+        return self._apps

@@ -1,0 +1,208 @@
+"""``kmsframe serve`` as a process: workers, restarts, SIGTERM, TLS, leaks."""
+
+from __future__ import annotations
+
+import base64
+import re
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kmsframe import ciphertext as ct
+from kmsframe.config import embedded_config
+from kmsframe.deployment import Deployment
+
+from .conftest import ROOT_TOKEN, KmsServer
+from .tls import make_pki
+
+
+def _fresh(server: KmsServer, method: str, path: str, **kwargs: object) -> httpx.Response:
+    """One request on a new connection, so the kernel may hand it to any worker."""
+    with server.client() as c:
+        return c.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+
+def _worker_of(server: KmsServer) -> str:
+    text = _fresh(server, "GET", "/metrics").text
+    return re.search(r'worker="(\d+)"', text)[1]  # type: ignore[index]
+
+
+def key_materials(data_dir: Path) -> list[bytes]:
+    """Every working-key version's raw material (for leak checks only)."""
+    found = []
+    with Deployment.open(embedded_config(data_dir), shared_signal=False) as d:
+        for key in d.service.list_keys():
+            for v in key.versions:
+                if v.wrapped is not None:
+                    aad = ct.wrap_aad(key.id, v.number, key.algorithm, key.purpose.value)
+                    found.append(d.hsm.unwrap(v.wrapped, aad).reveal())
+    return found
+
+
+def assert_no_leaks(server: KmsServer, log_secrets: list[str]) -> None:
+    """No stack trace in the log; no working key in the log or any response;
+    ``log_secrets`` (tokens, plaintexts: legitimately in some responses) not
+    in the log."""
+    log = server.log()
+    assert "Traceback" not in log and 'File "' not in log
+    responses = [b.decode("utf-8", "replace") for b in server.seen]
+    materials = key_materials(server.data_dir)
+    assert materials
+    for material in materials:
+        for needle in (material.hex(), base64.b64encode(material).decode(),
+                       base64.urlsafe_b64encode(material).decode().rstrip("=")):
+            assert needle not in log
+            assert not any(needle in r for r in responses)
+    for needle in log_secrets:
+        assert needle not in log
+    assert not any(ROOT_TOKEN in r for r in responses)
+
+
+@pytest.fixture()
+def two_workers(tmp_path: Path):
+    srv = KmsServer(tmp_path / "data", workers=2).start()
+    yield srv
+    if srv.proc is not None:
+        srv.stop()
+
+
+def test_rotation_is_seen_by_every_worker(two_workers: KmsServer) -> None:
+    srv = two_workers
+    assert _fresh(srv, "POST", "/v1/keys", json={"name": "shared"}).status_code == 201
+    pids = set()
+    for _ in range(100):  # warm both workers' caches with version 10001
+        r = _fresh(srv, "POST", "/v1/keys/shared/encrypt", json={"plaintext": ""})
+        assert r.json()["version"] == 10001
+        pids.add(_worker_of(srv))
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2, "both workers should have served requests"
+    with srv.client() as c:
+        for _ in range(20):
+            assert c.post("/v1/keys/shared/encrypt", json={"plaintext": ""}).json()["version"] \
+                == 10001
+    assert _fresh(srv, "POST", "/v1/keys/shared/rotate").json()["primary_version"] == 10002
+    served_by = set()
+    for _ in range(100):
+        r = _fresh(srv, "POST", "/v1/keys/shared/encrypt", json={"plaintext": ""})
+        assert r.status_code == 200 and r.json()["version"] == 10002
+        served_by.add(_worker_of(srv))
+    assert served_by == pids
+
+
+def test_revoked_app_is_refused_by_every_worker(two_workers: KmsServer) -> None:
+    srv = two_workers
+    _fresh(srv, "POST", "/v1/keys", json={"name": "k"})
+    app = _fresh(srv, "POST", "/v1/apps", json={"name": "a"}).json()
+    for _ in range(30):  # every worker caches the token as valid
+        assert _fresh(srv, "POST", "/v1/keys/k/encrypt", json={"plaintext": ""},
+                      headers={"Authorization": f"Bearer {app['token']}"}).status_code == 200
+    _fresh(srv, "POST", f"/v1/apps/{app['id']}/revoke")
+    for _ in range(30):
+        assert _fresh(srv, "POST", "/v1/keys/k/encrypt", json={"plaintext": ""},
+                      headers={"Authorization": f"Bearer {app['token']}"}).status_code == 401
+
+
+def test_sigterm_and_restart_keep_state(tmp_path: Path) -> None:
+    srv = KmsServer(tmp_path / "data", workers=2).start()
+    with srv.client() as c:
+        c.post("/v1/keys", json={"name": "durable"})
+        c.post("/v1/keys/durable/rotate")
+        sealed = c.post("/v1/keys/durable/encrypt",
+                        json={"plaintext": base64.b64encode(b"keep me").decode()}).json()
+        app = c.post("/v1/apps", json={"name": "survivor"}).json()
+    assert srv.stop() == 0
+    log = srv.log()
+    assert log.count("Application shutdown complete") == 2, log
+    srv.start()
+    with srv.client(token=app["token"]) as c:
+        r = c.post("/v1/keys/durable/decrypt", json={"ciphertext": sealed["ciphertext"]})
+        assert base64.b64decode(r.json()["plaintext"]) == b"keep me"
+    with srv.client() as c:
+        assert c.get("/v1/keys/durable").json()["primary_version"] == 10002
+    assert srv.stop() == 0
+    assert_no_leaks(srv, [ROOT_TOKEN, app["token"], base64.b64encode(b"keep me").decode()])
+
+
+def test_logs_and_responses_hold_no_secrets(server: KmsServer, client: httpx.Client) -> None:
+    """After a varied workload (including errors), the shared server's log and
+    every response the tests saw hold no key material and no stack trace."""
+    client.post("/v1/keys", json={"name": "leak-check"})
+    client.post("/v1/keys/leak-check/encrypt", json={"plaintext": "bm90IGJhc2U2NA=="})
+    client.post("/v1/keys/leak-check/decrypt", json={"ciphertext": "10001AAAAAAAAAAAAAAAAAAAAAAA"})
+    client.post("/v1/keys/leak-check/encrypt", content=b"{")
+    client.post("/v1/keys/leak-check/datakey", json={"include_plaintext": False})
+    client.post("/v1/keys/leak-check/rotate")
+    assert_no_leaks(server, [ROOT_TOKEN])
+
+
+def test_dev_prints_an_admin_token_when_none_is_given(tmp_path: Path) -> None:
+    srv = KmsServer(tmp_path / "data", root_token=None).start()
+    try:
+        found = re.search(r"admin token \(set KMSFRAME_ROOT_TOKEN to fix it\): (\S+)", srv.log())
+        assert found, srv.log()
+        assert "DEVELOPMENT MODE" in srv.log()
+        assert (tmp_path / "data" / "unseal.secret").exists()
+        with srv.client(token=found[1]) as c:
+            assert c.post("/v1/keys", json={"name": "dev"}).status_code == 201
+        with srv.client(token=ROOT_TOKEN) as c:  # no fixed token this time
+            assert c.get("/v1/keys").status_code == 401
+    finally:
+        srv.stop()
+
+
+def test_refuses_public_address_without_tls(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "kmsframe.cli", "--data-dir", str(tmp_path),
+                        "serve", "--host", "0.0.0.0", "--port", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "refusing to listen on 0.0.0.0 without TLS" in r.stderr
+    assert not (tmp_path / "kms.db").exists()
+
+
+def _der_sha256(pem_path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem_path.read_text())).hexdigest()
+
+
+def test_tls_and_mutual_tls(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    srv = KmsServer(tmp_path / "data", scheme="https", extra=(
+        "--tls-cert", str(pki["server_cert"]), "--tls-key", str(pki["server_key"]),
+        "--tls-client-ca", str(pki["ca"])))
+    client_ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+    client_ctx.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
+    srv.start(verify=client_ctx)
+    try:
+        with srv.client(verify=client_ctx) as c:
+            assert c.post("/v1/keys", json={"name": "tls"}).status_code == 201
+            assert c.post("/v1/keys/tls/encrypt", json={"plaintext": ""}).status_code == 200
+        # Without a token, the certificate alone identifies an app once one is
+        # registered with its fingerprint.
+        with srv.client(token=None, verify=client_ctx) as anon:
+            r = anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""})
+            assert r.status_code == 401
+            fingerprint = _der_sha256(pki["client_cert"])
+            with srv.client(verify=client_ctx) as c:
+                app = c.post("/v1/apps", json={"name": "cert-app",
+                                               "client_cert_sha256": fingerprint.upper()}).json()
+            assert app["client_cert_sha256"] == fingerprint
+            r = anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""})
+            assert r.status_code == 200 and r.json()["version"] == 10001
+            assert anon.post("/v1/keys", json={"name": "nope"}).status_code == 403
+            with srv.client(verify=client_ctx) as c:
+                c.post(f"/v1/apps/{app['id']}/revoke")
+            assert anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""}).status_code == 401
+        no_cert = ssl.create_default_context(cafile=str(pki["ca"]))
+        with pytest.raises(httpx.HTTPError):
+            with srv.client(verify=no_cert) as c:
+                c.get("/readyz")
+        with pytest.raises(httpx.HTTPError):  # and plain HTTP is not served at all
+            httpx.get(srv.url.replace("https", "http") + "/healthz", timeout=5)
+    finally:
+        assert srv.stop() == 0
