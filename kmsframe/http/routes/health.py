@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,6 +19,18 @@ _OK = b'{"status":"ok"}'
 
 async def healthz(request: Request) -> Response:
     return Response(_OK, media_type="application/json")
+
+
+# What /readyz shows of each HSM token (redundant PKCS#11 tokens): no paths, no secrets.
+_TOKEN_FIELDS = ("label", "up", "error", "current_master_key", "hardware")
+
+
+def _hsm_tokens(runtime: Runtime) -> list[dict[str, Any]]:
+    try:
+        tokens = runtime.deployment.hsm.status().tokens
+    except Exception:
+        return []
+    return [{f: t.get(f) for f in _TOKEN_FIELDS} for t in tokens]
 
 
 def _readiness(runtime: Runtime) -> tuple[bool, dict[str, str]]:
@@ -40,10 +53,12 @@ def _readiness(runtime: Runtime) -> tuple[bool, dict[str, str]]:
 
 async def readyz(runtime: Runtime, request: Request) -> Response:
     ready, checks = await run_in_threadpool(_readiness, runtime)
-    if ready:
-        return json_response({"status": "ready", "checks": checks})
-    return json_response({"error": {"code": "not_ready", "message": "a dependency is down"},
-                          "checks": checks}, status=503)
+    body: dict[str, Any] = {"status": "ready", "checks": checks} if ready else {
+        "error": {"code": "not_ready", "message": "a dependency is down"}, "checks": checks}
+    tokens = await run_in_threadpool(_hsm_tokens, runtime)
+    if tokens:  # an HSM with several tokens: each one's state (issue 5)
+        body["hsm_tokens"] = tokens
+    return json_response(body, status=200 if ready else 503)
 
 
 async def metrics(runtime: Runtime, request: Request) -> Response:
