@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from kmsframe_hsm_pkcs11.testing import deployment_toml
 
 from kmsframe.cli import main
-from kmsframe_hsm_pkcs11.testing import deployment_toml
 
 ROOT_TOKEN = "readyz-root-token-0123456789"
 
