@@ -25,16 +25,9 @@ async def healthz(request: Request) -> Response:
 _TOKEN_FIELDS = ("label", "up", "error", "current_master_key", "hardware")
 
 
-def _hsm_tokens(runtime: Runtime) -> list[dict[str, Any]]:
-    try:
-        tokens = runtime.deployment.hsm.status().tokens
-    except Exception:  # a broken backend shows no tokens; never a 500
-        return []
-    return [{f: t.get(f) for f in _TOKEN_FIELDS} for t in tokens]
-
-
-def _readiness(runtime: Runtime) -> tuple[bool, dict[str, str]]:
+def _readiness(runtime: Runtime) -> tuple[bool, dict[str, str], list[dict[str, Any]]]:
     checks: dict[str, str] = {}
+    tokens: list[dict[str, Any]] = []
     try:
         runtime.deployment.storage.ping()
         checks["storage"] = "ok"
@@ -46,16 +39,16 @@ def _readiness(runtime: Runtime) -> tuple[bool, dict[str, str]]:
         status = runtime.deployment.hsm.status()
         checks["hsm"] = "ok" if status.ready and not status.sealed else \
             ("sealed" if status.sealed else "unavailable")
+        tokens = [{f: t.get(f) for f in _TOKEN_FIELDS} for t in status.tokens]
     except Exception:
         checks["hsm"] = "unavailable"
-    return all(v == "ok" for v in checks.values()), checks
+    return all(v == "ok" for v in checks.values()), checks, tokens
 
 
 async def readyz(runtime: Runtime, request: Request) -> Response:
-    ready, checks = await run_in_threadpool(_readiness, runtime)
+    ready, checks, tokens = await run_in_threadpool(_readiness, runtime)
     body: dict[str, Any] = {"status": "ready", "checks": checks} if ready else {
         "error": {"code": "not_ready", "message": "a dependency is down"}, "checks": checks}
-    tokens = await run_in_threadpool(_hsm_tokens, runtime)
     if tokens:  # an HSM with several tokens: each one's state (issue 5)
         body["hsm_tokens"] = tokens
     return json_response(body, status=200 if ready else 503)
