@@ -34,8 +34,8 @@ ALL = "*"
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({ALL}),
     "app": frozenset({"crypto.encrypt", "crypto.decrypt", "crypto.rewrap", "crypto.datakey",
-                      "crypto.sign", "crypto.verify", "crypto.mac", "crypto.verify-mac",
-                      "crypto.public-key", "health.read", "openapi.read"}),
+                      "crypto.sign", "crypto.verify", "crypto.mac", "crypto.public-key",
+                      "health.read", "openapi.read"}),
     "auditor": frozenset({"keys.read", "apps.read", "health.read", "metrics.read",
                           "openapi.read"}),
 }

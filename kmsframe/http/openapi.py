@@ -3,10 +3,11 @@
 Every :class:`~kmsframe.http.routing.KmsRoute` carries a small ``doc``:
 ``summary``, ``request`` (a schema name; a trailing ``?`` means the body is
 optional), ``response`` (a schema name, or ``"text"``), ``status`` (default
-200), ``batch`` (the body may also be ``{"items": [...]}``), ``query`` (optional
-query parameters: name → JSON type) and ``errors`` (extra statuses). This module turns those into paths and adds the shared
-schemas, so the document cannot drift from the routing table (a test checks
-both ways).
+200), ``batch`` (the body may also be ``{"items": [...]}``), ``query``
+(optional query parameters: name → JSON type) and ``errors`` (extra
+statuses). This module turns those into paths and adds the shared schemas,
+so the document cannot drift from the routing table (a test checks both
+ways).
 """
 
 from __future__ import annotations

@@ -343,7 +343,11 @@ def test_app_tokens_may_sign_and_auditors_may_not(client: httpx.Client, base_url
     name = make_key(client, "ed25519")
     app = client.post("/v1/apps", json={"name": "payments"}).json()
     auditor = client.post("/v1/apps", json={"name": "audit", "roles": ["auditor"]}).json()
+    mac_key = make_key(client, "hmac-sm3")
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {app['token']}"}) as c:
+        tag = c.post(f"/v1/keys/{mac_key}/mac", json={"message": b64(b"m")}).json()["mac"]
+        assert c.post(f"/v1/keys/{mac_key}/verify-mac",
+                      json={"message": b64(b"m"), "mac": tag}).json() == {"valid": True}
         signed = c.post(f"/v1/keys/{name}/sign", json={"message": b64(b"m")})
         assert signed.status_code == 200
         checked = c.post(f"/v1/keys/{name}/verify", json={
@@ -358,8 +362,9 @@ def test_app_tokens_may_sign_and_auditors_may_not(client: httpx.Client, base_url
 
 def test_openapi_documents_the_routes(client: httpx.Client) -> None:
     doc = client.get("/v1/openapi.json").json()
-    for op in ("sign", "verify", "mac", "verify-mac"):
-        assert "post" in doc["paths"][f"/v1/keys/{{name}}/{op}"]
+    for op, permission in (("sign", "crypto.sign"), ("verify", "crypto.verify"),
+                           ("mac", "crypto.mac"), ("verify-mac", "crypto.verify")):
+        assert doc["paths"][f"/v1/keys/{{name}}/{op}"]["post"]["x-permission"] == permission
     public = doc["paths"]["/v1/keys/{name}/public-key"]["get"]
     assert {"name": "version", "in": "query", "required": False,
             "schema": {"type": "integer"}} in public["parameters"]

@@ -90,9 +90,9 @@ def _version_query(request: Request) -> int | None:
 
 
 def routes(runtime: Runtime) -> list[KmsRoute]:
-    def route(op: str, one: Any, doc: dict[str, Any]) -> KmsRoute:
+    def route(op: str, one: Any, doc: dict[str, Any], permission: str | None = None) -> KmsRoute:
         return KmsRoute(f"/v1/keys/{{name}}/{op}", CryptoEndpoint(runtime, one), method="POST",
-                        permission=f"crypto.{op}", name=f"crypto.{op}", doc=doc)
+                        permission=permission or f"crypto.{op}", name=f"crypto.{op}", doc=doc)
 
     async def public_key(request: Request) -> Response:
         version = _version_query(request)
@@ -112,7 +112,9 @@ def routes(runtime: Runtime) -> list[KmsRoute]:
             "request": "MacRequest", "response": "MacResponse", "batch": True}),
         route("verify-mac", verify_mac_one, {
             "summary": "Check a MAC with the version its prefix names (constant time)",
-            "request": "VerifyMacRequest", "response": "VerifyResponse", "batch": True}),
+            "request": "VerifyMacRequest", "response": "VerifyResponse", "batch": True},
+            # Checking a MAC is the key service's "verify" operation (model.Operation).
+            permission="crypto.verify"),
         KmsRoute("/v1/keys/{name}/public-key", public_key, method="GET",
                  permission="crypto.public-key", name="crypto.public-key",
                  doc={"summary": "The SubjectPublicKeyInfo PEM of the primary version "
