@@ -353,6 +353,15 @@ class KeyService:
                 self.cache.put(entry)
         return entry
 
+    def is_warm(self, name: str) -> bool:
+        """True when a crypto call on ``name`` will not read the store: its
+        record is cached and nothing changed since. Transports use this to
+        keep storage reads (a cold cache) off their event loop."""
+        if self._change_view[:8] != self._seen_change:
+            return False
+        entry = self.cache.entries.get(name)
+        return entry is not None and entry.deadline >= self.cache.clock()
+
     def _drop_cache(self) -> None:
         self._seen_change = bytes(self._change_view[:8])
         self.cache.invalidate()

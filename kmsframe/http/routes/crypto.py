@@ -2,9 +2,10 @@
 
 These are the hot path, so each is a plain ASGI endpoint (no ``Request``
 object): read the body once, parse with orjson, call the in-process
-:class:`~kmsframe.service.KeyService` directly on the event loop (an AES-GCM
-call takes microseconds; a thread hop would cost more than the work), and
-write the response with fixed headers.
+:class:`~kmsframe.service.KeyService` directly on the event loop when the key
+is cached (an AES-GCM call takes microseconds; a thread hop would cost more
+than the work) and in the thread pool when it is not (that call reads the
+store), and write the response with fixed headers.
 
 A body ``{"items": [...]}`` is a batch: each item has the single call's shape
 and its result is either the single call's response or
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from ...authorization import Principal
@@ -96,10 +98,13 @@ class CryptoEndpoint:
         name = scope["path_params"]["name"]
         principal = scope["user"].principal
         service = self.runtime.service
-        if type(body) is dict and "items" in body:
-            out = self.batch(service, name, body, principal)
+        call = self.batch if type(body) is dict and "items" in body else self.one
+        if service.is_warm(name):
+            out = call(service, name, body, principal)
         else:
-            out = self.one(service, name, body, principal)
+            # A cold cache means a store read (and an HSM unwrap): off the
+            # loop, so one slow or unreachable store cannot stall the worker.
+            out = await run_in_threadpool(call, service, name, body, principal)
         await send_json(send, 200, orjson.dumps(out))
 
     def batch(self, service: KeyService, name: str, body: dict[str, Any],
