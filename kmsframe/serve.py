@@ -149,7 +149,9 @@ def serve(ctx: click.Context, host: str, port: int, workers: int | None,
     uvicorn.run(
         "kmsframe.serve:app_factory", factory=True, host=host, port=port, workers=n,
         loop="uvloop",
-        http="kmsframe.http.tls:MutualTlsHttpToolsProtocol" if tls_client_ca else "httptools", lifespan="on", access_log=access_log,
+        http="kmsframe.http.protocol:" + (
+            "MutualTlsHttpToolsProtocol" if tls_client_ca else "KmsHttpToolsProtocol"),
+        ws="none", lifespan="on", access_log=access_log,
         # proxy_headers off: X-Forwarded-For from an untrusted peer must not
         # become the client address that access checks and audit see.
         log_level=log_level, server_header=False, proxy_headers=False, timeout_graceful_shutdown=10,
