@@ -107,7 +107,12 @@ SCHEMAS: dict[str, Any] = {
     "Health": _obj({"status": {"type": "string"}}, ["status"]),
     "Readiness": {"type": "object", "properties": {
         "status": {"type": "string"},
-        "checks": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        "hsm_tokens": {"type": "array", "items": {"type": "object", "properties": {
+            "label": {"type": "string"}, "up": {"type": "boolean"},
+            "error": {"type": ["string", "null"]},
+            "current_master_key": {"type": ["string", "null"]},
+            "hardware": {"type": "boolean"}}}}}},
 }
 
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
