@@ -80,7 +80,7 @@ class Instrumented:
 
         try:
             await self.app(scope, receive, watch)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the last net: log one line, answer 500
             log_unhandled(exc, scope["method"], scope["path"])
             scope["kms.error"] = "internal_error"
             status = 500
@@ -105,12 +105,12 @@ def build_routes(runtime: Runtime) -> list[KmsRoute]:
     return table
 
 
-def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSettings(), *,
+def build_app(factory: Callable[[], Deployment], settings: HttpSettings | None = None, *,
               guard: Guard = require_permission,
               permissions: Callable[[Principal], frozenset[str]] = role_permissions,
               ) -> Instrumented:
     """The ASGI app serving the deployment ``factory`` builds (once per worker)."""
-    runtime = Runtime(factory, settings)
+    runtime = Runtime(factory, settings or HttpSettings())
     routes = build_routes(runtime)
     for route in routes:
         route.guard = guard
@@ -131,4 +131,4 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSe
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
-    return Instrumented(app, runtime, FastPath(routes, backend) if settings.fast_path else None)
+    return Instrumented(app, runtime, FastPath(routes, backend) if runtime.settings.fast_path else None)

@@ -77,8 +77,8 @@ class Metrics:
                            f'{cumulative}')
             out.append(f"kmsframe_http_request_duration_seconds_sum{{{labels}}} {hist.sum!r}")
             out.append(f"kmsframe_http_request_duration_seconds_count{{{labels}}} {hist.count}")
-        out += ["# HELP kmsframe_http_errors_total Errors returned to callers, by error code "
-                "(batch items included).",
+        out += [("# HELP kmsframe_http_errors_total Errors returned to callers, by error code "
+                 "(batch items included)."),
                 "# TYPE kmsframe_http_errors_total counter"]
         for code, n in sorted(self.errors.items()):
             out.append(f'kmsframe_http_errors_total{{worker="{w}",code="{_esc(code)}"}} {n}')
