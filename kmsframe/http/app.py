@@ -15,12 +15,14 @@ runs the same guard and endpoint directly) → starlette's ``ServerErrorMiddlewa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from time import perf_counter
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
@@ -89,6 +91,17 @@ class Instrumented:
                             status, perf_counter() - start, scope.get("kms.error"))
 
 
+async def _publish_metrics(runtime: Runtime, every: float = 1.0) -> None:
+    """Share this worker's counters with the others (kmsframe.http.metrics)."""
+    while True:
+        await asyncio.sleep(every)
+        if runtime.exchange is not None:
+            try:
+                await run_in_threadpool(runtime.exchange.publish)
+            except OSError as exc:
+                log.warning("could not publish metrics: %s", exc.strerror)
+
+
 def build_routes(runtime: Runtime) -> list[KmsRoute]:
     table = [*crypto.routes(runtime), *keys.routes(runtime), *apps.routes(runtime),
              *health.routes(runtime)]
@@ -118,9 +131,11 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime.open()
+        publisher = asyncio.get_running_loop().create_task(_publish_metrics(runtime))
         try:
             yield
         finally:
+            publisher.cancel()
             runtime.close()
 
     backend = BearerBackend(lambda: runtime.apps, permissions)

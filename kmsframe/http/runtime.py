@@ -16,7 +16,7 @@ from ..deployment import Deployment
 from ..secrets import Secret
 from ..service import KeyService
 from .body import DEFAULT_MAX_BODY
-from .metrics import Metrics
+from .metrics import Metrics, MetricsExchange
 
 
 @attrs.frozen(slots=True)
@@ -36,6 +36,7 @@ class Runtime:
         self._deployment: Deployment | None = None
         self._apps: AppRegistry | None = None
         self._service: KeyService | None = None
+        self.exchange: MetricsExchange | None = None
 
     def open(self) -> None:
         deployment = self.factory()
@@ -45,8 +46,13 @@ class Runtime:
                                  root_token=self.settings.root_token)
         cache = deployment.service.cache
         self.metrics.cache_stats = lambda: (cache.hits, cache.misses)
+        self.exchange = MetricsExchange(deployment.config.data_dir / "metrics", self.metrics)
+        self.exchange.publish()
 
     def close(self) -> None:
+        if self.exchange is not None:
+            self.exchange.remove()
+            self.exchange = None
         if self._deployment is not None:
             self._deployment.close()
             self._deployment = None

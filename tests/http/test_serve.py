@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
+import time
 import ssl
 import subprocess
 import sys
@@ -26,9 +28,16 @@ def _fresh(server: KmsServer, method: str, path: str, **kwargs: object) -> httpx
         return c.request(method, path, **kwargs)  # type: ignore[arg-type]
 
 
-def _worker_of(server: KmsServer) -> str:
-    text = _fresh(server, "GET", "/metrics").text
-    return re.search(r'worker="(\d+)"', text)[1]  # type: ignore[index]
+def _encrypts_per_worker(server: KmsServer) -> dict[str, int]:
+    """Successful encrypts each worker has served, from the workers' metric
+    snapshots (published every second, kmsframe.http.metrics)."""
+    time.sleep(1.5)
+    out = {}
+    for path in (server.data_dir / "metrics").glob("*.json"):
+        snap = json.loads(path.read_text())
+        out[path.stem] = sum(n for r, m, s, n in snap["requests"]
+                             if r == "/v1/keys/{name}/encrypt" and s == 200)
+    return out
 
 
 def key_materials(data_dir: Path) -> list[bytes]:
@@ -73,25 +82,29 @@ def two_workers(tmp_path: Path):
 def test_rotation_is_seen_by_every_worker(two_workers: KmsServer) -> None:
     srv = two_workers
     assert _fresh(srv, "POST", "/v1/keys", json={"name": "shared"}).status_code == 201
-    pids = set()
-    for _ in range(100):  # warm both workers' caches with version 10001
+    for _ in range(60):  # warm both workers' caches with version 10001
         r = _fresh(srv, "POST", "/v1/keys/shared/encrypt", json={"plaintext": ""})
         assert r.json()["version"] == 10001
-        pids.add(_worker_of(srv))
-        if len(pids) == 2:
-            break
-    assert len(pids) == 2, "both workers should have served requests"
+    before = _encrypts_per_worker(srv)
+    assert len(before) == 2 and all(before.values()), before
     with srv.client() as c:
         for _ in range(20):
             assert c.post("/v1/keys/shared/encrypt", json={"plaintext": ""}).json()["version"] \
                 == 10001
     assert _fresh(srv, "POST", "/v1/keys/shared/rotate").json()["primary_version"] == 10002
-    served_by = set()
     for _ in range(100):
         r = _fresh(srv, "POST", "/v1/keys/shared/encrypt", json={"plaintext": ""})
         assert r.status_code == 200 and r.json()["version"] == 10002
-        served_by.add(_worker_of(srv))
-    assert served_by == pids
+    after = _encrypts_per_worker(srv)
+    assert after.keys() == before.keys()
+    assert all(after[w] > before[w] for w in after), (before, after)  # both saw 10002
+    # And /metrics, whichever worker answers, counts every worker's requests.
+    total = sum(after.values())
+    for _ in range(4):
+        text = _fresh(srv, "GET", "/metrics").text
+        assert "kmsframe_http_workers 2" in text
+        assert (f'kmsframe_http_requests_total{{route="/v1/keys/{{name}}/encrypt",'
+                f'method="POST",status="200"}} {total}') in text
 
 
 def test_revoked_app_is_refused_by_every_worker(two_workers: KmsServer) -> None:

@@ -55,7 +55,9 @@ async def readyz(runtime: Runtime, request: Request) -> Response:
 
 
 async def metrics(runtime: Runtime, request: Request) -> Response:
-    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+    exchange = runtime.exchange
+    snapshots = None if exchange is None else await run_in_threadpool(exchange.collect)
+    return Response(runtime.metrics.render(snapshots), media_type="text/plain; version=0.0.4")
 
 
 def routes(runtime: Runtime) -> list[KmsRoute]:
@@ -68,5 +70,5 @@ def routes(runtime: Runtime) -> list[KmsRoute]:
                       "errors": [503]}),
         KmsRoute("/metrics", partial(metrics, runtime), method="GET",
                  permission="metrics.read", name="metrics",
-                 doc={"summary": "Prometheus metrics of this worker", "response": "text"}),
+                 doc={"summary": "Prometheus metrics of the whole server", "response": "text"}),
     ]
