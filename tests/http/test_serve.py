@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
