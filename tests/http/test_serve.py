@@ -218,3 +218,52 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
             httpx.get(srv.url.replace("https", "http") + "/healthz", timeout=5)
     finally:
         assert srv.stop() == 0
+
+
+def test_serve_from_a_config_file(tmp_path: Path) -> None:
+    """Not --dev: a deployment TOML, its secrets from the environment, the
+    admin token from ``[http] root_token``."""
+    import os
+    import signal
+
+    from .conftest import free_port
+
+    data = tmp_path / "data"
+    (tmp_path / "kms.toml").write_text(
+        f'[deployment]\ndata_dir = "{data}"\nplugins = ["hsm_soft", "algo_aes", "storage_sql"]\n'
+        f'[hsm]\nbackend = "soft"\nkeystore = "{data}/keystore.json"\n'
+        'unseal_secret = "$env:TEST_UNSEAL"\nscrypt_n = 1024\n'
+        f'[storage]\nbackend = "sql"\nurl = "sqlite:///{data}/kms.db"\n'
+        '[http]\nroot_token = "$env:TEST_ROOT"\nmax_body_bytes = 2048\n')
+    env = {**os.environ, "TEST_UNSEAL": "u" * 32, "TEST_ROOT": "config-root-token"}
+    env.pop("KMSFRAME_ROOT_TOKEN", None)
+    cli = [sys.executable, "-m", "kmsframe.cli", "--config", str(tmp_path / "kms.toml")]
+    subprocess.run([*cli, "init"], env=env, check=True, capture_output=True, timeout=60,
+                   cwd=tmp_path)
+    port = free_port()
+    with open(tmp_path / "log", "wb") as log:
+        proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", "1",
+                                 "--log-level", "info"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        auth = {"Authorization": "Bearer config-root-token"}
+        assert httpx.post(url + "/v1/keys", json={"name": "c"}, headers=auth).status_code == 201
+        r = httpx.post(url + "/v1/keys/c/encrypt", headers=auth,
+                       json={"plaintext": base64.b64encode(b"x" * 2000).decode()})
+        assert r.status_code == 413  # [http] max_body_bytes
+        assert httpx.get(url + "/v1/keys", headers={
+            "Authorization": f"Bearer {ROOT_TOKEN}"}).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    log_text = (tmp_path / "log").read_text()
+    assert "no admin token" not in log_text and "DEVELOPMENT MODE" not in log_text
+    assert "config-root-token" not in log_text and "Application shutdown complete" in log_text
