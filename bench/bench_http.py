@@ -201,7 +201,8 @@ def main() -> int:
     items = bat["rps"] * args.batch
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, median of "
           f"{args.rounds}; "
-          f"{args.workers} uvicorn workers (uvloop, httptools); {os.cpu_count()} cores; "
+          f"{args.workers} uvicorn workers (uvloop, kmsframe's httptools protocol); "
+          f"{os.cpu_count()} cores; "
           f"64-byte plaintexts")
     # Other work on the machine shares the 2 cores with wrk and the workers.
     print(f"1-min load average before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from time import perf_counter
@@ -131,6 +132,10 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime.open()
+        # Everything alive now (modules, plugins, the deployment) lives as long
+        # as the worker: keep it out of the garbage collector's full passes,
+        # which would otherwise walk it all and show up as latency spikes.
+        gc.freeze()
         publisher = asyncio.get_running_loop().create_task(_publish_metrics(runtime))
         try:
             yield
