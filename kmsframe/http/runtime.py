@@ -14,6 +14,7 @@ import attrs
 from ..apps import AppRegistry
 from ..deployment import Deployment
 from ..secrets import Secret
+from ..scheduler import Scheduler
 from ..service import KeyService
 from .body import DEFAULT_MAX_BODY
 from .metrics import Metrics, MetricsExchange
@@ -37,6 +38,7 @@ class Runtime:
         self._apps: AppRegistry | None = None
         self._service: KeyService | None = None
         self.exchange: MetricsExchange | None = None
+        self.scheduler: Scheduler | None = None
 
     def open(self) -> None:
         deployment = self.factory()
@@ -48,8 +50,16 @@ class Runtime:
         self.metrics.cache_stats = lambda: (cache.hits, cache.misses)
         self.exchange = MetricsExchange(deployment.config.data_dir / "metrics", self.metrics)
         self.exchange.publish()
+        # Every worker runs the scheduler; its steps are compare-and-swap
+        # updates that re-check what is due, so racing workers act once.
+        self.scheduler = Scheduler(deployment.service,
+                                   deployment.service.settings.scheduler_interval_seconds)
+        self.scheduler.start()
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if self.exchange is not None:
             self.exchange.remove()
             self.exchange = None
