@@ -112,6 +112,8 @@ class ServiceSettings:
     min_deletion_wait_days: float = 0.0
     max_plaintext_bytes: int = DEFAULT_MAX_PLAINTEXT
     max_batch_items: int = 1000
+    # How often each worker's scheduler looks for due rotations and deletions.
+    scheduler_interval_seconds: float = 60.0
 
 
 class ChangeSignal(Protocol):
@@ -211,8 +213,15 @@ class KeyService:
     def list_keys(self) -> list[Key]:
         return self.keys.list()
 
-    def rotate(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None) -> Key:
-        """Make a new primary version (or activate the announced pre-active one)."""
+    def rotate(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None,
+               if_due: bool = False) -> Key:
+        """Make a new primary version (or activate the announced pre-active one).
+
+        ``if_due`` (the scheduler's rotation) checks, in the same compare-and-swap
+        that stores the rotation, that the key is still enabled and due: several
+        schedulers may race and the key still rotates once. Then it returns
+        None when there was nothing to do.
+        """
         self._authorize(actor, "keys.rotate", name)
         current = self.keys.get(name)
         pending = lifecycle.pending_version(current)
@@ -223,7 +232,9 @@ class KeyService:
             number = lifecycle.next_version_number(current)
             material = self._new_material(current.id, number, current.algorithm, current.purpose)
 
-        def change(key: Key) -> lifecycle.Change:
+        def change(key: Key) -> lifecycle.Change | None:
+            if if_due and not _rotation_due(key, self.clock()):
+                return None
             target = lifecycle.pending_version(key)
             events: list[lifecycle.Event] = []
             if target is None:
@@ -241,9 +252,9 @@ class KeyService:
             return key, events
 
         try:
-            return self._update(name, change)
+            return self._update(name, change)  # type: ignore[return-value]
         except _Retry:
-            return self.rotate(name, actor=actor, reason=reason)
+            return self.rotate(name, actor=actor, reason=reason, if_due=if_due)
 
     def rollback(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None) -> Key:
         """Emergency rollback: the previous stable version becomes primary again."""
@@ -375,6 +386,15 @@ class KeyService:
                 entry = LoadedKey(key, self.cache.new_deadline(), _blocked(key))
                 self.cache.put(entry)
         return entry
+
+    def is_warm(self, name: str) -> bool:
+        """True when a crypto call on ``name`` will not read the store: its
+        record is cached and nothing changed since. Transports use this to
+        keep storage reads (a cold cache) off their event loop."""
+        if self._change_view[:8] != self._seen_change:
+            return False
+        entry = self.cache.entries.get(name)
+        return entry is not None and entry.deadline >= self.cache.clock()
 
     def _drop_cache(self) -> None:
         self._seen_change = bytes(self._change_view[:8])
@@ -644,6 +664,11 @@ class KeyService:
 
 class _Retry(Exception):
     """The key changed between reserving a version number and saving it."""
+
+
+def _rotation_due(key: Key, now: float) -> bool:
+    return (key.status is KeyStatus.ENABLED and key.next_rotation_at is not None
+            and key.next_rotation_at <= now)
 
 
 def _blocked(key: Key) -> tuple[type[KmsError], str] | None:

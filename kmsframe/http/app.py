@@ -15,12 +15,15 @@ runs the same guard and endpoint directly) → starlette's ``ServerErrorMiddlewa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from time import perf_counter
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
@@ -80,13 +83,24 @@ class Instrumented:
 
         try:
             await self.app(scope, receive, watch)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the last net: log one line, answer 500
             log_unhandled(exc, scope["method"], scope["path"])
             scope["kms.error"] = "internal_error"
             status = 500
         route = scope.get("kms.route")
         self.metrics.record(route.path if route is not None else "(unmatched)", scope["method"],
                             status, perf_counter() - start, scope.get("kms.error"))
+
+
+async def _publish_metrics(runtime: Runtime, every: float = 1.0) -> None:
+    """Share this worker's counters with the others (kmsframe.http.metrics)."""
+    while True:
+        await asyncio.sleep(every)
+        if runtime.exchange is not None:
+            try:
+                await run_in_threadpool(runtime.exchange.publish)
+            except OSError as exc:
+                log.warning("could not publish metrics: %s", exc.strerror)
 
 
 def build_routes(runtime: Runtime) -> list[KmsRoute]:
@@ -105,12 +119,12 @@ def build_routes(runtime: Runtime) -> list[KmsRoute]:
     return table
 
 
-def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSettings(), *,
+def build_app(factory: Callable[[], Deployment], settings: HttpSettings | None = None, *,
               guard: Guard = require_permission,
               permissions: Callable[[Principal], frozenset[str]] = role_permissions,
               ) -> Instrumented:
     """The ASGI app serving the deployment ``factory`` builds (once per worker)."""
-    runtime = Runtime(factory, settings)
+    runtime = Runtime(factory, settings or HttpSettings())
     routes = build_routes(runtime)
     for route in routes:
         route.guard = guard
@@ -118,9 +132,15 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSe
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime.open()
+        # Everything alive now (modules, plugins, the deployment) lives as long
+        # as the worker: keep it out of the garbage collector's full passes,
+        # which would otherwise walk it all and show up as latency spikes.
+        gc.freeze()
+        publisher = asyncio.get_running_loop().create_task(_publish_metrics(runtime))
         try:
             yield
         finally:
+            publisher.cancel()
             runtime.close()
 
     backend = BearerBackend(lambda: runtime.apps, permissions)
@@ -131,4 +151,4 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSe
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
-    return Instrumented(app, runtime, FastPath(routes, backend) if settings.fast_path else None)
+    return Instrumented(app, runtime, FastPath(routes, backend) if runtime.settings.fast_path else None)

@@ -139,7 +139,7 @@ class BearerBackend(AuthenticationBackend):
 
 
 def client_certificate(scope: Scope) -> str | None:
-    """The verified client certificate's SHA-256 (see :mod:`kmsframe.http.tls`)."""
+    """The verified client certificate's SHA-256 (see :mod:`kmsframe.http.protocol`)."""
     return scope.get("extensions", {}).get("tls", {}).get("client_cert_sha256")
 
 

@@ -46,18 +46,17 @@ class KmsServer:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def start(self, *, wait: bool = True, verify: object = True) -> "KmsServer":
+    def start(self, *, wait: bool = True, verify: object = True) -> KmsServer:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("KMSFRAME_ROOT_TOKEN", None)
         if self.root_token is not None:
             env["KMSFRAME_ROOT_TOKEN"] = self.root_token
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kmsframe.cli", "--data-dir", str(self.data_dir), "serve",
-             "--dev", "--port", str(self.port), "--workers", str(self.workers),
-             "--log-level", "info", *self.extra],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kmsframe.cli", "--data-dir", str(self.data_dir),
+                 "serve", "--dev", "--port", str(self.port), "--workers", str(self.workers),
+                 "--log-level", "info", *self.extra],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if wait:
             self.wait_ready(verify=verify)
         return self
