@@ -1,9 +1,11 @@
 """HTTP throughput and latency of kmsframe against the transport ceiling, with wrk.
 
-Starts, on loopback with the same uvicorn settings (uvloop, httptools,
-``--workers`` processes, no access log):
+Starts, on loopback with kmsframe serve's uvicorn settings (uvloop, its
+httptools protocol subclass, ``--workers`` processes, no access log):
 
-0. ``raw``     — a framework-free ASGI callable (bench/echo_app.py), for reference;
+0. ``raw``     — a framework-free ASGI callable (bench/echo_app.py), for reference
+   (also under uvicorn's stock httptools protocol, to show what
+   kmsframe's one-write-per-response protocol gains);
 1. ``echo``    — a bare starlette endpoint (bench/echo_app.py): the ceiling;
 2. ``encrypt`` — ``kmsframe serve --dev``: POST /v1/keys/bench/encrypt with a
    64-byte plaintext and an app's bearer token (the full path: auth, routing,
@@ -129,9 +131,18 @@ def main() -> int:
     procs = []
     try:
         echo_port, raw_port, kms_port = free_port(), free_port(), free_port()
+        stock_port = free_port()
+        # kmsframe serve's settings: its httptools protocol (one write per
+        # response, kmsframe/http/protocol.py), uvloop, no access log.
         uvicorn_opts = ["--workers", str(args.workers), "--loop", "uvloop", "--http",
-                        "httptools", "--no-access-log", "--log-level", "warning",
-                        "--no-proxy-headers", "--no-server-header"]
+                        "kmsframe.http.protocol:KmsHttpToolsProtocol", "--no-access-log",
+                        "--log-level", "warning", "--no-proxy-headers", "--no-server-header",
+                        "--ws", "none"]
+        stock_opts = [o if o != "kmsframe.http.protocol:KmsHttpToolsProtocol" else "httptools"
+                      for o in uvicorn_opts]
+        procs.append(start([sys.executable, "-m", "uvicorn", "echo_app:raw", "--app-dir",
+                            str(HERE), "--port", str(stock_port), *stock_opts], env,
+                           tmp / "stock.log"))
         procs.append(start([sys.executable, "-m", "uvicorn", "echo_app:app", "--app-dir",
                             str(HERE), "--port", str(echo_port), *uvicorn_opts], env,
                            tmp / "echo.log"))
@@ -155,7 +166,8 @@ def main() -> int:
         assert probe["version"] == 10001
         echo_url = f"http://127.0.0.1:{echo_port}/echo"
         raw_url = f"http://127.0.0.1:{raw_port}/"
-        for url in (echo_url, raw_url):
+        stock_url = f"http://127.0.0.1:{stock_port}/"
+        for url in (echo_url, raw_url, stock_url):
             for _ in range(100):
                 try:
                     urllib.request.urlopen(urllib.request.Request(url, data=b"{}"))
@@ -166,6 +178,7 @@ def main() -> int:
         single = json.dumps({"plaintext": plaintext}).encode()
         batch = json.dumps({"items": [{"plaintext": plaintext}] * args.batch}).encode()
         cases = [
+            ("stock", stock_url, lua_script(tmp, "stock", single, None)),
             ("raw", raw_url, lua_script(tmp, "raw", single, None)),
             ("echo", echo_url, lua_script(tmp, "echo", single, None)),
             ("encrypt", kms + "/v1/keys/bench/encrypt", lua_script(tmp, "enc", single, token)),
@@ -192,12 +205,14 @@ def main() -> int:
     items = bat["rps"] * args.batch
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, median of "
           f"{args.rounds}; "
-          f"{args.workers} uvicorn workers (uvloop, httptools); {os.cpu_count()} cores; "
+          f"{args.workers} uvicorn workers (uvloop, kmsframe's httptools protocol); "
+          f"{os.cpu_count()} cores; "
           f"64-byte plaintexts")
     # Other work on the machine shares the 2 cores with wrk and the workers.
     print(f"1-min load average before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
     print(f"{'case':<26}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
-    for label, r in (("raw ASGI (uvicorn only)", raw), ("echo (starlette ceiling)", echo),
+    for label, r in (("raw ASGI, stock httptools", results["stock"]),
+                     ("raw ASGI (uvicorn only)", raw), ("echo (starlette ceiling)", echo),
                      ("encrypt", enc),
                      (f"batch encrypt x{args.batch}", bat)):
         print(f"{label:<26}{r['rps']:>10,.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"

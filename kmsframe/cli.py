@@ -25,6 +25,7 @@ import click
 from .config import DeploymentConfig, embedded_config
 from .deployment import Deployment
 from .errors import KmsError
+from .hsm_cli import hsm as hsm_commands
 from .model import RotationPolicy
 from .plugins import PluginHost, installed_plugins
 from .serve import serve
@@ -95,6 +96,9 @@ def main(ctx: click.Context, config_path: str | None, data_dir: str, verbose: bo
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = Context(config_path, data_dir)
+
+
+main.add_command(hsm_commands)
 
 
 # ---------------------------------------------------------------------------

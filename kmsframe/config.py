@@ -3,7 +3,9 @@
 Secrets are never written inline: a string value ``"$env:NAME"`` is read from
 the environment and ``"$file:/path"`` from a file (trailing newline removed),
 and either becomes a :class:`kmsframe.secrets.Secret` that prints redacted.
-``"$$..."`` escapes a literal dollar.
+``"$$..."`` escapes a literal dollar. ``deployment.data_dir`` is relative to
+the configuration file; relative paths in plugin settings (a keystore, a SQLite
+file) are relative to the data directory.
 
 Example::
 

@@ -52,6 +52,15 @@ class Algorithm(Protocol):
     :class:`KeyHandle`; the core caches handles, so ``load`` may do expensive
     set-up once. ``data_key_size`` is the size of data keys this algorithm
     issues (symmetric encryption algorithms only, else None).
+
+    Optional attributes, read with ``getattr`` and a default:
+
+    * ``binds_aad`` (default True) — False for public-key encryption (RSA-OAEP
+      with an empty label, SM2), which has no associated data: the core then
+      refuses an encryption context instead of silently ignoring it;
+    * ``min_plaintext_size`` / ``max_plaintext_size`` (default 0 / None) —
+      bounds of public-key encryption; outside them ``encrypt`` raises
+      :class:`kmsframe.errors.InvalidRequest`.
     """
 
     id: str

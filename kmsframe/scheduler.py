@@ -58,8 +58,9 @@ class Scheduler:
                 if key.status is not KeyStatus.ENABLED or policy is None or due is None:
                     continue
                 if now >= due:
-                    self.service.rotate(key.name, actor=SCHEDULER, reason="scheduled rotation")
-                    rotated.append(key.name)
+                    if self.service.rotate(key.name, actor=SCHEDULER, reason="scheduled rotation",
+                                           if_due=True) is not None:
+                        rotated.append(key.name)
                 elif now >= due - policy.notice_seconds:
                     if self.service.announce_rotation(key.name, actor=SCHEDULER) is not None:
                         announced.append(key.name)

@@ -135,11 +135,12 @@ def serve(ctx: click.Context, host: str, port: int, workers: int | None,
             click.echo(f"admin token (set {ROOT_TOKEN_ENV} to fix it): {root_token}", err=True)
     if root_token:
         os.environ[ROOT_TOKEN_ENV] = root_token
-    elif dev is False:
+    elif not obj.config().http.get("root_token"):
         click.echo(f"note: no admin token (--root-token or ${ROOT_TOKEN_ENV}); only app "
                    "tokens will be accepted", err=True)
     os.environ[SPEC_ENV] = json.dumps({
-        "config": obj.config_path, "data_dir": str(obj.data_dir.resolve()),
+        "config": str(Path(obj.config_path).resolve()) if obj.config_path else None,
+        "data_dir": str(obj.data_dir.resolve()),
         "max_body_bytes": max_body_bytes, "log_level": log_level,
         "fast_path": not no_fast_path})
     n = workers or os.cpu_count() or 1
@@ -149,7 +150,9 @@ def serve(ctx: click.Context, host: str, port: int, workers: int | None,
     uvicorn.run(
         "kmsframe.serve:app_factory", factory=True, host=host, port=port, workers=n,
         loop="uvloop",
-        http="kmsframe.http.tls:MutualTlsHttpToolsProtocol" if tls_client_ca else "httptools", lifespan="on", access_log=access_log,
+        http="kmsframe.http.protocol:" + (
+            "MutualTlsHttpToolsProtocol" if tls_client_ca else "KmsHttpToolsProtocol"),
+        ws="none", lifespan="on", access_log=access_log,
         # proxy_headers off: X-Forwarded-For from an untrusted peer must not
         # become the client address that access checks and audit see.
         log_level=log_level, server_header=False, proxy_headers=False, timeout_graceful_shutdown=10,

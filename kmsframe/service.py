@@ -13,7 +13,7 @@ import binascii
 import secrets as _random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar, overload
 
 import attrs
@@ -24,6 +24,7 @@ from .access import bindings
 from .authorization import SYSTEM, AuthorizationRequest, Principal, request_source
 from .errors import (
     DecryptionFailed,
+    InvalidCiphertext,
     InvalidRequest,
     KeyDisabled,
     KeyNotFound,
@@ -33,6 +34,7 @@ from .errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    VersionNotFound,
     VersionNotUsable,
 )
 from .keycache import KeyCache, LoadedKey
@@ -76,6 +78,27 @@ class DataKey(NamedTuple):
     version: int
 
 
+class SignResult(NamedTuple):
+    """A signature as text (``VVVVV`` + base64, like a ciphertext) and its version."""
+
+    signature: str
+    version: int
+
+
+class MacResult(NamedTuple):
+    """A MAC tag as text (``VVVVV`` + base64) and the version that made it."""
+
+    mac: str
+    version: int
+
+
+class PublicKey(NamedTuple):
+    """The public half of an asymmetric key version, as SubjectPublicKeyInfo PEM."""
+
+    version: int
+    pem: str
+
+
 class ItemResult(NamedTuple):
     """One item of a batch: exactly one of ``value`` and ``error`` is set."""
 
@@ -91,6 +114,8 @@ class ServiceSettings:
     min_deletion_wait_days: float = 0.0
     max_plaintext_bytes: int = DEFAULT_MAX_PLAINTEXT
     max_batch_items: int = 1000
+    # How often each worker's scheduler looks for due rotations and deletions.
+    scheduler_interval_seconds: float = 60.0
 
 
 class ChangeSignal(Protocol):
@@ -196,8 +221,15 @@ class KeyService:
     def list_keys(self) -> list[Key]:
         return self.keys.list()
 
-    def rotate(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None) -> Key:
-        """Make a new primary version (or activate the announced pre-active one)."""
+    def rotate(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None,
+               if_due: bool = False) -> Key:
+        """Make a new primary version (or activate the announced pre-active one).
+
+        ``if_due`` (the scheduler's rotation) checks, in the same compare-and-swap
+        that stores the rotation, that the key is still enabled and due: several
+        schedulers may race and the key still rotates once. Then it returns
+        None when there was nothing to do.
+        """
         self._authorize(actor, "keys.rotate", name)
         current = self.keys.get(name)
         pending = lifecycle.pending_version(current)
@@ -208,7 +240,9 @@ class KeyService:
             number = lifecycle.next_version_number(current)
             material = self._new_material(current.id, number, current.algorithm, current.purpose)
 
-        def change(key: Key) -> lifecycle.Change:
+        def change(key: Key) -> lifecycle.Change | None:
+            if if_due and not _rotation_due(key, self.clock()):
+                return None
             target = lifecycle.pending_version(key)
             events: list[lifecycle.Event] = []
             if target is None:
@@ -226,9 +260,9 @@ class KeyService:
             return key, events
 
         try:
-            return self._update(name, change)
+            return self._update(name, change)  # type: ignore[return-value]
         except _Retry:
-            return self.rotate(name, actor=actor, reason=reason)
+            return self.rotate(name, actor=actor, reason=reason, if_due=if_due)
 
     def rollback(self, name: str, *, actor: Principal = SYSTEM, reason: str | None = None) -> Key:
         """Emergency rollback: the previous stable version becomes primary again."""
@@ -391,6 +425,15 @@ class KeyService:
                 self.cache.put(entry)
         return entry
 
+    def is_warm(self, name: str) -> bool:
+        """True when a crypto call on ``name`` will not read the store: its
+        record is cached and nothing changed since. Transports use this to
+        keep storage reads (a cold cache) off their event loop."""
+        if self._change_view[:8] != self._seen_change:
+            return False
+        entry = self.cache.entries.get(name)
+        return entry is not None and entry.deadline >= self.cache.clock()
+
     def _drop_cache(self) -> None:
         self._seen_change = bytes(self._change_view[:8])
         self.cache.invalidate()
@@ -459,6 +502,7 @@ class KeyService:
         if type(plaintext) is not bytes or len(plaintext) > self._max_plaintext:
             raise self._bad_plaintext(plaintext)
         if context:
+            self._require_context_binding(entry.key)
             aad = ct.data_aad(entry.key.id, entry.primary_version, context)
         else:
             aad = entry.primary_aad
@@ -487,6 +531,7 @@ class KeyService:
         else:
             entry.uses += 1
         if context:
+            self._require_context_binding(entry.key)
             return opener[0](body, ct.data_aad(entry.key.id, version, context))
         return opener[0](body, opener[1])
 
@@ -536,9 +581,129 @@ class KeyService:
                 results.append(ItemResult(None, InvalidRequest("the item has wrong or missing fields")))
         return results
 
+    # -- signatures, MACs, public keys (asymmetric encryption uses encrypt/decrypt) --
+
+    def _require_context_binding(self, key: Key) -> None:
+        """Refuse an encryption context that the key's algorithm cannot bind.
+
+        Public-key encryption (RSA-OAEP with an empty label, SM2) has no
+        associated data, so a context would be silently ignored; say so instead.
+        """
+        if not getattr(self.plugins.algorithm(key.algorithm), "binds_aad", True):
+            raise InvalidRequest(
+                f"{key.algorithm} keys cannot bind an encryption context; omit it")
+
+    def _check_message(self, message: bytes) -> None:
+        if type(message) is not bytes:
+            raise InvalidRequest("message must be bytes")
+        if len(message) > self.settings.max_plaintext_bytes:
+            raise PayloadTooLarge(
+                f"message is larger than {self.settings.max_plaintext_bytes} bytes")
+
+    @staticmethod
+    def _options(options: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if options is None:
+            return {}
+        if not isinstance(options, Mapping):
+            raise InvalidRequest("options must be an object")
+        return options
+
+    def sign(self, name: str, message: bytes, options: Mapping[str, Any] | None = None,
+             *, principal: Principal = SYSTEM) -> SignResult:
+        """Sign with the primary version; the signature names its version.
+
+        ``options`` are the algorithm's (e.g. SM2's ``distinguishing_id``).
+        """
+        entry = self._primary(name, Operation.SIGN, principal)
+        self._check_message(message)
+        body = entry.primary_handle.sign(message, self._options(options))  # type: ignore[union-attr]
+        return SignResult(entry.primary_prefix + ct.b2a(body), entry.primary_version)
+
+    def verify(self, name: str, message: bytes, signature: str,
+               options: Mapping[str, Any] | None = None, *,
+               principal: Principal = SYSTEM) -> bool:
+        """Check a signature made by :meth:`sign` with the version its prefix names.
+
+        True or False only: a malformed signature, an unknown version or one
+        that is retired, destroyed or compromised is simply not valid; expired
+        versions still verify. Errors are about the key or the request.
+        """
+        return self._check_tag(name, Purpose.SIGN, message, signature, self._options(options),
+                               principal)
+
+    def mac(self, name: str, message: bytes, *, principal: Principal = SYSTEM) -> MacResult:
+        """MAC ``message`` with the primary version; the tag names its version."""
+        entry = self._primary(name, Operation.MAC, principal)
+        self._check_message(message)
+        body = entry.primary_handle.mac(message)  # type: ignore[union-attr]
+        return MacResult(entry.primary_prefix + ct.b2a(body), entry.primary_version)
+
+    def verify_mac(self, name: str, message: bytes, mac: str, *,
+                   principal: Principal = SYSTEM) -> bool:
+        """Check a tag made by :meth:`mac` (constant time), like :meth:`verify`."""
+        return self._check_tag(name, Purpose.MAC, message, mac, {}, principal)
+
+    def _check_tag(self, name: str, purpose: Purpose, message: bytes, text: str,
+                   options: Mapping[str, Any], principal: Principal) -> bool:
+        entry = self._loaded(name)
+        entry.raise_if_blocked()
+        if entry.key.purpose is not purpose:
+            raise OperationNotAllowed(f"key {name!r} is a {entry.key.purpose.value} key")
+        self._check_message(message)
+        if not isinstance(text, str):
+            raise InvalidRequest("the signature or MAC must be text")
+        try:
+            version, body = ct.decode(text)
+        except InvalidCiphertext:
+            version, body = None, b""
+        self._check_binding(entry, principal, Operation.VERIFY, name, version)
+        if version is None:
+            return False
+        try:
+            handle = self._handle(entry, version, opening=True)
+        except DecryptionFailed:  # no such version, or one that may no longer open
+            return False
+        return handle.verify(message, body, options)
+
+    def public_key(self, name: str, version: int | None = None, *,
+                   principal: Principal = SYSTEM) -> PublicKey:
+        """The SubjectPublicKeyInfo PEM of the primary (or a named) version.
+
+        Pre-active versions are included, so relying parties can learn the
+        next key before a rotation; retired, compromised and destroyed
+        versions are not offered. Needs no HSM call: public keys are stored.
+        """
+        entry = self._loaded(name)
+        entry.raise_if_blocked()
+        key = entry.key
+        if key.purpose is Purpose.MAC:
+            raise OperationNotAllowed(f"key {name!r} is a mac key and has no public key")
+        op = Operation.VERIFY if key.purpose is Purpose.SIGN else Operation.ENCRYPT
+        self._check_binding(entry, principal, op, name, version)
+        number = key.primary_version if version is None else version
+        if type(number) is not int:
+            raise InvalidRequest("version must be an integer")
+        found = key.version(number)
+        if found is None:
+            raise VersionNotFound(f"key {name!r} has no version {number}")
+        if found.public_key is None:
+            raise OperationNotAllowed(f"key {name!r} ({key.algorithm}) has no public key")
+        if found.state not in (VersionState.PRE_ACTIVE, VersionState.ACTIVE, VersionState.EXPIRED):
+            raise VersionNotUsable(f"version {number} of key {name!r} is {found.state.value}")
+        return PublicKey(number, found.public_key)
+
     # =====================================================================
     # Authorization
     # =====================================================================
+
+    def _check_binding(self, entry: LoadedKey, principal: Principal, op: Operation, name: str,
+                       version: int | None) -> None:
+        """The key's app binding (and, if any, its conditions) for ``op``."""
+        if principal.kind != "system" and (principal.kind != "app"
+                                           or op not in entry.apps.get(principal.id, ())):
+            raise _unbound(principal, op, name)
+        if entry.hooked:
+            self._authorize(principal, op.value, name, version, entry.key.conditions)
 
     def _authorize(self, principal: Principal, operation: str, key_name: str | None = None,
                    version: int | None = None, conditions: Mapping[str, Any] | None = None) -> None:
@@ -563,6 +728,11 @@ def _unbound(principal: Principal, op: Operation, name: str) -> PermissionDenied
 
 class _Retry(Exception):
     """The key changed between reserving a version number and saving it."""
+
+
+def _rotation_due(key: Key, now: float) -> bool:
+    return (key.status is KeyStatus.ENABLED and key.next_rotation_at is not None
+            and key.next_rotation_at <= now)
 
 
 def _blocked(key: Key) -> tuple[type[KmsError], str] | None:

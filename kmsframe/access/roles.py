@@ -86,6 +86,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "crypto.sign": frozenset({APP}),
     "crypto.verify": frozenset({APP}),
     "crypto.mac": frozenset({APP}),
+    "crypto.public-key": frozenset({APP, KEY_ADMIN, SECURITY_ADMIN}),
 }
 
 # Operation names used by the key service (``_authorize``) -> permission.

@@ -15,12 +15,15 @@ runs the same guard and endpoint directly) → starlette's ``ServerErrorMiddlewa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from time import perf_counter
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
@@ -35,7 +38,7 @@ from .auth import BearerBackend, on_auth_error
 from .errors import exception_handlers, log_unhandled
 from .fastpath import FastPath
 from .responses import json_response
-from .routes import access, approvals, apps, crypto, health, keys
+from .routes import access, approvals, apps, crypto, health, keys, signing
 from .routing import Guard, KmsRoute
 from .runtime import HttpSettings, Runtime
 
@@ -84,7 +87,7 @@ class Instrumented:
 
         try:
             await self.app(scope, receive, watch)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the last net: log one line, answer 500
             log_unhandled(exc, scope["method"], scope["path"])
             scope["kms.error"] = "internal_error"
             status = 500
@@ -93,9 +96,21 @@ class Instrumented:
                             status, perf_counter() - start, scope.get("kms.error"))
 
 
+async def _publish_metrics(runtime: Runtime, every: float = 1.0) -> None:
+    """Share this worker's counters with the others (kmsframe.http.metrics)."""
+    while True:
+        await asyncio.sleep(every)
+        if runtime.exchange is not None:
+            try:
+                await run_in_threadpool(runtime.exchange.publish)
+            except OSError as exc:
+                log.warning("could not publish metrics: %s", exc.strerror)
+
+
 def build_routes(runtime: Runtime) -> list[KmsRoute]:
-    table = [*crypto.routes(runtime), *keys.routes(runtime), *apps.routes(runtime),
-             *health.routes(runtime), *access.routes(runtime), *approvals.routes(runtime)]
+    table = [*crypto.routes(runtime), *signing.routes(runtime), *keys.routes(runtime),
+             *apps.routes(runtime), *health.routes(runtime), *access.routes(runtime),
+             *approvals.routes(runtime)]
     doc_holder: dict[str, Response] = {}
 
     async def openapi_json(request: Request) -> Response:
@@ -109,7 +124,7 @@ def build_routes(runtime: Runtime) -> list[KmsRoute]:
     return table
 
 
-def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSettings(), *,
+def build_app(factory: Callable[[], Deployment], settings: HttpSettings | None = None, *,
               guard: Guard | None = None,
               permissions: Callable[[Principal], frozenset[str]] | None = None,
               ) -> Instrumented:
@@ -119,7 +134,7 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSe
     :mod:`kmsframe.access.roles`, every refusal and every management call is
     audited, and human session tokens are accepted beside app tokens.
     """
-    runtime = Runtime(factory, settings)
+    runtime = Runtime(factory, settings or HttpSettings())
     routes = build_routes(runtime)
     guard = guard or audited_guard(runtime)
     for route in routes:
@@ -131,9 +146,15 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSe
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime.open()
+        # Everything alive now (modules, plugins, the deployment) lives as long
+        # as the worker: keep it out of the garbage collector's full passes,
+        # which would otherwise walk it all and show up as latency spikes.
+        gc.freeze()
+        publisher = asyncio.get_running_loop().create_task(_publish_metrics(runtime))
         try:
             yield
         finally:
+            publisher.cancel()
             runtime.close()
 
     backend = SessionBearerBackend(runtime) if permissions is None else \
@@ -145,4 +166,4 @@ def build_app(factory: Callable[[], Deployment], settings: HttpSettings = HttpSe
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
-    return Instrumented(app, runtime, FastPath(routes, backend) if settings.fast_path else None)
+    return Instrumented(app, runtime, FastPath(routes, backend) if runtime.settings.fast_path else None)

@@ -34,6 +34,7 @@ ALL = "*"
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({ALL}),
     "app": frozenset({"crypto.encrypt", "crypto.decrypt", "crypto.rewrap", "crypto.datakey",
+                      "crypto.sign", "crypto.verify", "crypto.mac", "crypto.public-key",
                       "health.read", "openapi.read"}),
     "auditor": frozenset({"keys.read", "apps.read", "health.read", "metrics.read",
                           "openapi.read"}),
@@ -138,7 +139,7 @@ class BearerBackend(AuthenticationBackend):
 
 
 def client_certificate(scope: Scope) -> str | None:
-    """The verified client certificate's SHA-256 (see :mod:`kmsframe.http.tls`)."""
+    """The verified client certificate's SHA-256 (see :mod:`kmsframe.http.protocol`)."""
     return scope.get("extensions", {}).get("tls", {}).get("client_cert_sha256")
 
 

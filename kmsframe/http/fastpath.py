@@ -74,7 +74,7 @@ class FastPath:
             headers = [(b"www-authenticate", b"Bearer")] if status == 401 else []
             await send_json(send, status, error_body(exc), headers)
             return status
-        except Exception as exc:  # the full stack's last resort, here
+        except Exception as exc:  # noqa: BLE001 - the full stack's last resort, here
             log_unhandled(exc, scope["method"], scope["path"])
             scope["kms.error"] = "internal_error"
             await send_json(send, 500, INTERNAL_BODY)

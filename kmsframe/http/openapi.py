@@ -3,10 +3,11 @@
 Every :class:`~kmsframe.http.routing.KmsRoute` carries a small ``doc``:
 ``summary``, ``request`` (a schema name; a trailing ``?`` means the body is
 optional), ``response`` (a schema name, or ``"text"``), ``status`` (default
-200), ``batch`` (the body may also be ``{"items": [...]}``), ``errors``
-(extra statuses) and ``also`` (other success statuses: ``{202: "Approval"}``). This module turns those into paths and adds the shared
-schemas, so the document cannot drift from the routing table (a test checks
-both ways).
+200), ``batch`` (the body may also be ``{"items": [...]}``), ``query``
+(optional query parameters: name → JSON type), ``errors`` (extra statuses)
+and ``also`` (other success statuses: ``{202: "Approval"}``). This module
+turns those into paths and adds the shared schemas, so the document cannot
+drift from the routing table (a test checks both ways).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ _B64 = {"type": "string", "contentEncoding": "base64"}
 _REASON = {"type": "string", "maxLength": 1024}
 _VERSION = {"type": "integer", "minimum": 10001, "maximum": 99999}
 _CIPHERTEXT = {"type": "string", "description": "5-digit version prefix + base64"}
+_SIGNATURE = {"type": "string", "description": "5-digit version prefix + base64"}
+_SIGN_OPTIONS = {"type": "object", "description": "Algorithm options; SM2 takes "
+                 "{\"distinguishing_id\": \"...\"} (default 1234567812345678).",
+                 "properties": {"distinguishing_id": {"type": "string", "minLength": 1}},
+                 "additionalProperties": False}
 
 
 def _obj(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
@@ -54,6 +60,17 @@ SCHEMAS: dict[str, Any] = {
                             "include_plaintext": {"type": "boolean", "default": True}}),
     "DataKeyResponse": _obj({"ciphertext": _CIPHERTEXT, "version": _VERSION,
                              "plaintext": _B64}, ["ciphertext", "version"]),
+    "SignRequest": _obj({"message": _B64, "options": _SIGN_OPTIONS}, ["message"]),
+    "SignResponse": _obj({"signature": _SIGNATURE, "version": _VERSION},
+                         ["signature", "version"]),
+    "VerifyRequest": _obj({"message": _B64, "signature": _SIGNATURE, "options": _SIGN_OPTIONS},
+                          ["message", "signature"]),
+    "VerifyResponse": _obj({"valid": {"type": "boolean"}}, ["valid"]),
+    "MacRequest": _obj({"message": _B64}, ["message"]),
+    "MacResponse": _obj({"mac": _SIGNATURE, "version": _VERSION}, ["mac", "version"]),
+    "VerifyMacRequest": _obj({"message": _B64, "mac": _SIGNATURE}, ["message", "mac"]),
+    "PublicKeyResponse": _obj({"version": _VERSION, "pem": {
+        "type": "string", "description": "SubjectPublicKeyInfo, PEM"}}, ["version", "pem"]),
     "ReasonRequest": _obj({"reason": _REASON}),
     "ScheduleDeletionRequest": _obj({"reason": _REASON, "waiting_days": {
         "type": "number", "minimum": 0, "maximum": 3650}}),
@@ -108,7 +125,12 @@ SCHEMAS: dict[str, Any] = {
     "Health": _obj({"status": {"type": "string"}}, ["status"]),
     "Readiness": {"type": "object", "properties": {
         "status": {"type": "string"},
-        "checks": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        "hsm_tokens": {"type": "array", "items": {"type": "object", "properties": {
+            "label": {"type": "string"}, "up": {"type": "boolean"},
+            "error": {"type": ["string", "null"]},
+            "current_master_key": {"type": ["string", "null"]},
+            "hardware": {"type": "boolean"}}}}}},
 }
 
 SCHEMAS.update(ACCESS_SCHEMAS)
@@ -130,6 +152,9 @@ def _operation(route: KmsRoute) -> dict[str, Any]:
              "schema": {"type": "integer"} if f"{{{p}:int}}" in route.path else {"type": "string"}}
             for p in params
         ]
+    for query, kind in doc.get("query", {}).items():
+        op.setdefault("parameters", []).append(
+            {"name": query, "in": "query", "required": False, "schema": {"type": kind}})
     request = doc.get("request")
     if request:
         optional = request.endswith("?")

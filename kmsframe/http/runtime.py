@@ -14,9 +14,10 @@ import attrs
 from ..apps import AppRegistry
 from ..deployment import Deployment
 from ..secrets import Secret
+from ..scheduler import Scheduler
 from ..service import KeyService
 from .body import DEFAULT_MAX_BODY
-from .metrics import Metrics
+from .metrics import Metrics, MetricsExchange
 
 
 @attrs.frozen(slots=True)
@@ -36,6 +37,8 @@ class Runtime:
         self._deployment: Deployment | None = None
         self._apps: AppRegistry | None = None
         self._service: KeyService | None = None
+        self.exchange: MetricsExchange | None = None
+        self.scheduler: Scheduler | None = None
 
     def open(self) -> None:
         deployment = self.factory()
@@ -46,8 +49,21 @@ class Runtime:
                                  root_token=self.settings.root_token)
         cache = deployment.service.cache
         self.metrics.cache_stats = lambda: (cache.hits, cache.misses)
+        self.exchange = MetricsExchange(deployment.config.data_dir / "metrics", self.metrics)
+        self.exchange.publish()
+        # Every worker runs the scheduler; its steps are compare-and-swap
+        # updates that re-check what is due, so racing workers act once.
+        self.scheduler = Scheduler(deployment.service,
+                                   deployment.service.settings.scheduler_interval_seconds)
+        self.scheduler.start()
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+        if self.exchange is not None:
+            self.exchange.remove()
+            self.exchange = None
         if self._deployment is not None:
             self._deployment.close()
             self._deployment = None

@@ -33,6 +33,7 @@ from ..errors import (
     Conflict,
     DecryptionFailed,
     IntegrityError,
+    InvalidRequest,
     KmsError,
     NotFound,
     OperationNotAllowed,
@@ -152,6 +153,12 @@ class HsmConformance:
 # ---------------------------------------------------------------------------
 
 
+def _within_plaintext_bounds(algorithm: Algorithm, size: int) -> bool:
+    """Whether ``size`` is inside the algorithm's optional plaintext bounds."""
+    high = getattr(algorithm, "max_plaintext_size", None)
+    return size >= getattr(algorithm, "min_plaintext_size", 0) and (high is None or size <= high)
+
+
 class AlgorithmConformance:
     """What every algorithm must do, by the purposes it declares."""
 
@@ -203,10 +210,29 @@ class AlgorithmConformance:
         return handle
 
     @pytest.mark.parametrize("size", [0, 1, 16, 64, 1000])
-    def test_encrypt_then_decrypt_round_trips(self, encrypting: KeyHandle, size: int) -> None:
+    def test_encrypt_then_decrypt_round_trips(self, algorithm: Algorithm, encrypting: KeyHandle,
+                                              size: int) -> None:
         plaintext = os.urandom(size)
+        if not _within_plaintext_bounds(algorithm, size):
+            # Public-key encryption is bounded; outside its declared bounds it
+            # must refuse with a request error, not fail some other way.
+            with pytest.raises(InvalidRequest):
+                encrypting.encrypt(plaintext, b"aad")
+            return
         body = encrypting.encrypt(plaintext, b"aad")
         assert encrypting.decrypt(body, b"aad") == plaintext
+
+    def test_declared_plaintext_bounds_round_trip(self, algorithm: Algorithm,
+                                                  encrypting: KeyHandle) -> None:
+        low = getattr(algorithm, "min_plaintext_size", 0)
+        high = getattr(algorithm, "max_plaintext_size", None)
+        for size in (low, high):
+            if size is not None:
+                plaintext = os.urandom(size)
+                assert encrypting.decrypt(encrypting.encrypt(plaintext, b"aad"), b"aad") == plaintext
+        if high is not None:
+            with pytest.raises(InvalidRequest):
+                encrypting.encrypt(os.urandom(high + 1), b"aad")
 
     def test_encryption_is_randomised(self, encrypting: KeyHandle) -> None:
         assert encrypting.encrypt(b"same", b"") != encrypting.encrypt(b"same", b"")

@@ -148,3 +148,31 @@ def test_authorization_plugin_can_veto(deployment) -> None:
     with pytest.raises(RateLimited):
         service.rotate("k")
     assert service.decrypt("k", text) == b"x"
+
+
+def test_racing_schedulers_rotate_a_due_key_once(service: KeyService, clock) -> None:
+    service.create_key("k", rotation_policy=RotationPolicy(period_seconds=3600))
+    clock.advance(3601)
+    stale = Scheduler(service)
+    assert Scheduler(service).run_once().rotated == ("k",)
+    # A second scheduler that saw the key as due before the first stored its
+    # rotation must not rotate it again.
+    assert service.rotate("k", if_due=True) is None
+    assert stale.run_once().rotated == ()
+    assert service.get_key("k").primary_version == 10002
+
+
+def test_scheduler_thread_runs_passes(service: KeyService, clock) -> None:
+    import time as _time
+
+    service.create_key("k", rotation_policy=RotationPolicy(period_seconds=3600))
+    clock.advance(3601)
+    scheduler = Scheduler(service, interval_seconds=0.05)
+    scheduler.start()
+    try:
+        deadline = _time.monotonic() + 10
+        while service.get_key("k").primary_version != 10002 and _time.monotonic() < deadline:
+            _time.sleep(0.05)
+    finally:
+        scheduler.stop()
+    assert service.get_key("k").primary_version == 10002

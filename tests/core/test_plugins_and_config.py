@@ -114,3 +114,26 @@ def test_unknown_key_settings_are_refused(tmp_path: Path) -> None:
     assert service_settings({"deletion_wait_days": 7}).deletion_wait_days == 7
     with pytest.raises(ConfigurationError, match="cache_sise"):
         service_settings({"cache_sise": 3})
+
+
+def test_relative_plugin_paths_are_relative_to_the_data_directory(tmp_path: Path, monkeypatch) -> None:
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "unseal").write_text("passphrase")
+    path = tmp_path / "conf" / "kms.toml"
+    path.write_text(
+        '[deployment]\ndata_dir = "state"\n'
+        f'[hsm]\nbackend = "soft"\nkeystore = "ks.json"\nunseal_secret = "$file:{tmp_path}/conf/unseal"\n'
+        'scrypt_n = 1024\n'
+        '[storage]\nbackend = "sql"\nurl = "sqlite:///kms.db"\n')
+    config = DeploymentConfig.load(path)
+    host = PluginHost()
+    host.load_entry_points(config.plugins)
+    host.build_hsm(config.hsm).initialize()
+    with Deployment.open(config, plugins=host) as d:
+        d.service.create_key("k")
+    state = tmp_path / "conf" / "state"
+    assert (state / "ks.json").exists() and (state / "kms.db").exists()
+    assert list(elsewhere.iterdir()) == []

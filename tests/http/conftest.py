@@ -14,20 +14,59 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 ROOT_TOKEN = "kmsf_root_test-" + "r" * 40
-CRYPTO_OPS = frozenset({"encrypt", "decrypt", "rewrap", "datakey"})
+CRYPTO_OPS = frozenset({"encrypt", "decrypt", "rewrap", "datakey", "sign", "verify", "mac",
+                        "verify-mac", "public-key"})
+OPS_BY_PURPOSE = {"encrypt": ["datakey", "decrypt", "encrypt", "rewrap"],
+                  "sign": ["sign", "verify"], "mac": ["mac", "verify"]}
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def crypto_as_test_app(url: str, root_token: str,
+                       verify: object = True) -> Callable[[httpx.Request], None]:
+    """An httpx request hook: a root client's crypto calls go out as a test app.
+
+    Only apps bound to a key may use it, and the root token is no app. The
+    hook creates one app on first use and binds it to each key it meets with
+    every operation the key's purpose allows.
+    """
+    state: dict[str, object] = {"bound": set()}
+    root = {"Authorization": f"Bearer {root_token}"}
+
+    def hook(request: httpx.Request) -> None:
+        parts = request.url.path.split("/")
+        if request.headers.get("authorization") != f"Bearer {root_token}" or \
+                len(parts) != 5 or parts[2] != "keys" or parts[4] not in CRYPTO_OPS:
+            return
+        if "app" not in state:
+            r = httpx.post(f"{url}/v1/apps", json={"name": "conftest-app"}, headers=root,
+                           timeout=30, verify=verify)  # type: ignore[arg-type]
+            assert r.status_code == 201, r.text
+            state["app"] = (r.json()["id"], r.json()["token"])
+        app_id, app_token = state["app"]  # type: ignore[misc]
+        bound: set[str] = state["bound"]  # type: ignore[assignment]
+        if parts[3] not in bound:
+            key = httpx.get(f"{url}/v1/keys/{parts[3]}", headers=root, timeout=30,
+                            verify=verify)  # type: ignore[arg-type]
+            if key.status_code == 200:
+                httpx.put(f"{url}/v1/keys/{parts[3]}/apps/{app_id}",
+                          json={"operations": OPS_BY_PURPOSE[key.json()["purpose"]]},
+                          headers=root, verify=verify, timeout=30)  # type: ignore[arg-type]
+                bound.add(parts[3])
+        request.headers["authorization"] = f"Bearer {app_token}"
+
+    return hook
 
 
 class KmsServer:
@@ -42,8 +81,7 @@ class KmsServer:
         self.log_path = data_dir.parent / f"{data_dir.name}-server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.seen: list[bytes] = []
-        self.bound: set[str] = set()
-        self._test_app: tuple[str, str] | None = None
+        self._as_app: Callable[[httpx.Request], None] | None = None
         self._people: object = None
 
     @property
@@ -59,18 +97,17 @@ class KmsServer:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def start(self, *, wait: bool = True, verify: object = True) -> "KmsServer":
+    def start(self, *, wait: bool = True, verify: object = True) -> KmsServer:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("KMSFRAME_ROOT_TOKEN", None)
         if self.root_token is not None:
             env["KMSFRAME_ROOT_TOKEN"] = self.root_token
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kmsframe.cli", "--data-dir", str(self.data_dir), "serve",
-             "--dev", "--port", str(self.port), "--workers", str(self.workers),
-             "--log-level", "info", *self.extra],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kmsframe.cli", "--data-dir", str(self.data_dir),
+                 "serve", "--dev", "--port", str(self.port), "--workers", str(self.workers),
+                 "--log-level", "info", *self.extra],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if wait:
             self.wait_ready(verify=verify)
         return self
@@ -116,36 +153,15 @@ class KmsServer:
             response.read()
             self.seen.append(response.content)
 
-        def as_test_app(request: httpx.Request) -> None:
-            # Only apps bound to a key may use it, and the root token is no
-            # app: a root client's crypto calls go out as the test app,
-            # bound to the key (all four operations) on first use.
-            parts = request.url.path.split("/")
-            if request.headers.get("authorization") != f"Bearer {ROOT_TOKEN}" or \
-                    len(parts) != 5 or parts[2] != "keys" or parts[4] not in CRYPTO_OPS:
-                return
-            app_id, app_token = self.test_app(verify=kwargs.get("verify", True))
-            if parts[3] not in self.bound:
-                httpx.put(f"{self.url}/v1/keys/{parts[3]}/apps/{app_id}",
-                          json={"operations": sorted(CRYPTO_OPS)},
-                          headers={"Authorization": f"Bearer {ROOT_TOKEN}"},
-                          verify=kwargs.get("verify", True), timeout=30)  # type: ignore[arg-type]
-                self.bound.add(parts[3])
-            request.headers["authorization"] = f"Bearer {app_token}"
-
         return httpx.Client(base_url=self.url, headers=headers, timeout=30,
-                            event_hooks={"request": [as_test_app], "response": [keep]},
+                            event_hooks={"request": [self.as_test_app(kwargs.get("verify", True))],
+                                         "response": [keep]},
                             **kwargs)  # type: ignore[arg-type]
 
-    def test_app(self, verify: object = True) -> tuple[str, str]:
-        """(id, token) of an app the tests use for crypto (created once)."""
-        if self._test_app is None:
-            r = httpx.post(f"{self.url}/v1/apps", json={"name": "conftest-app"},
-                           headers={"Authorization": f"Bearer {ROOT_TOKEN}"}, timeout=30,
-                           verify=verify)  # type: ignore[arg-type]
-            assert r.status_code == 201, r.text
-            self._test_app = (r.json()["id"], r.json()["token"])
-        return self._test_app
+    def as_test_app(self, verify: object = True) -> Callable[[httpx.Request], None]:
+        if self._as_app is None:
+            self._as_app = crypto_as_test_app(self.url, ROOT_TOKEN, verify)
+        return self._as_app
 
 
 @pytest.fixture(scope="session", params=["fast-path", "full-stack"])

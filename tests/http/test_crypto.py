@@ -200,3 +200,10 @@ def test_disabled_key_is_409(client: httpx.Client, key: str) -> None:
 def test_wrong_method_is_405(client: httpx.Client, key: str) -> None:
     r = client.get(f"/v1/keys/{key}/encrypt")
     assert r.status_code == 405 and error_code(r) == "method_not_allowed"
+
+
+def test_batch_on_a_disabled_key_fails_each_item(client: httpx.Client, key: str) -> None:
+    client.post(f"/v1/keys/{key}/disable")
+    r = client.post(f"/v1/keys/{key}/encrypt", json={"items": [{"plaintext": ""}] * 3})
+    assert r.status_code == 200
+    assert [x["error"]["code"] for x in r.json()["results"]] == ["key_disabled"] * 3

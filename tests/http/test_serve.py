@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -26,9 +28,16 @@ def _fresh(server: KmsServer, method: str, path: str, **kwargs: object) -> httpx
         return c.request(method, path, **kwargs)  # type: ignore[arg-type]
 
 
-def _worker_of(server: KmsServer) -> str:
-    text = _fresh(server, "GET", "/metrics").text
-    return re.search(r'worker="(\d+)"', text)[1]  # type: ignore[index]
+def _encrypts_per_worker(server: KmsServer) -> dict[str, int]:
+    """Successful encrypts each worker has served, from the workers' metric
+    snapshots (published every second, kmsframe.http.metrics)."""
+    time.sleep(1.5)
+    out = {}
+    for path in (server.data_dir / "metrics").glob("*.json"):
+        snap = json.loads(path.read_text())
+        out[path.stem] = sum(n for r, m, s, n in snap["requests"]
+                             if r == "/v1/keys/{name}/encrypt" and s == 200)
+    return out
 
 
 def key_materials(data_dir: Path) -> list[bytes]:
@@ -73,25 +82,29 @@ def two_workers(tmp_path: Path):
 def test_rotation_is_seen_by_every_worker(two_workers: KmsServer) -> None:
     srv = two_workers
     assert _fresh(srv, "POST", "/v1/keys", json={"name": "shared"}).status_code == 201
-    pids = set()
-    for _ in range(100):  # warm both workers' caches with version 10001
+    for _ in range(60):  # warm both workers' caches with version 10001
         r = _fresh(srv, "POST", "/v1/keys/shared/encrypt", json={"plaintext": ""})
         assert r.json()["version"] == 10001
-        pids.add(_worker_of(srv))
-        if len(pids) == 2:
-            break
-    assert len(pids) == 2, "both workers should have served requests"
+    before = _encrypts_per_worker(srv)
+    assert len(before) == 2 and all(before.values()), before
     with srv.client() as c:
         for _ in range(20):
             assert c.post("/v1/keys/shared/encrypt", json={"plaintext": ""}).json()["version"] \
                 == 10001
     assert _fresh(srv, "POST", "/v1/keys/shared/rotate").json()["primary_version"] == 10002
-    served_by = set()
     for _ in range(100):
         r = _fresh(srv, "POST", "/v1/keys/shared/encrypt", json={"plaintext": ""})
         assert r.status_code == 200 and r.json()["version"] == 10002
-        served_by.add(_worker_of(srv))
-    assert served_by == pids
+    after = _encrypts_per_worker(srv)
+    assert after.keys() == before.keys()
+    assert all(after[w] > before[w] for w in after), (before, after)  # both saw 10002
+    # And /metrics, whichever worker answers, counts every worker's requests.
+    total = sum(after.values())
+    for _ in range(4):
+        text = _fresh(srv, "GET", "/metrics").text
+        assert "kmsframe_http_workers 2" in text
+        assert (f'kmsframe_http_requests_total{{route="/v1/keys/{{name}}/encrypt",'
+                f'method="POST",status="200"}} {total}') in text
 
 
 def test_revoked_app_is_refused_by_every_worker(two_workers: KmsServer) -> None:
@@ -160,7 +173,7 @@ def test_dev_prints_an_admin_token_when_none_is_given(tmp_path: Path) -> None:
 def test_refuses_public_address_without_tls(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "kmsframe.cli", "--data-dir", str(tmp_path),
                         "serve", "--host", "0.0.0.0", "--port", "1"],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode != 0
     assert "refusing to listen on 0.0.0.0 without TLS" in r.stderr
     assert not (tmp_path / "kms.db").exists()
@@ -203,10 +216,61 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
                 c.post(f"/v1/apps/{app['id']}/revoke")
             assert anon.post("/v1/keys/tls/encrypt", json={"plaintext": ""}).status_code == 401
         no_cert = ssl.create_default_context(cafile=str(pki["ca"]))
-        with pytest.raises(httpx.HTTPError):
-            with srv.client(verify=no_cert) as c:
-                c.get("/readyz")
+        with pytest.raises(httpx.HTTPError), srv.client(verify=no_cert) as c:
+            c.get("/readyz")
         with pytest.raises(httpx.HTTPError):  # and plain HTTP is not served at all
             httpx.get(srv.url.replace("https", "http") + "/healthz", timeout=5)
     finally:
         assert srv.stop() == 0
+
+
+def test_serve_from_a_config_file(tmp_path: Path) -> None:
+    """Not --dev: a deployment TOML, its secrets from the environment, the
+    admin token from ``[http] root_token``."""
+    import os
+    import signal
+
+    from .conftest import free_port
+
+    data = tmp_path / "data"
+    (tmp_path / "kms.toml").write_text(
+        f'[deployment]\ndata_dir = "{data}"\nplugins = ["hsm_soft", "algo_aes", "storage_sql"]\n'
+        f'[hsm]\nbackend = "soft"\nkeystore = "{data}/keystore.json"\n'
+        'unseal_secret = "$env:TEST_UNSEAL"\nscrypt_n = 1024\n'
+        f'[storage]\nbackend = "sql"\nurl = "sqlite:///{data}/kms.db"\n'
+        '[http]\nroot_token = "$env:TEST_ROOT"\nmax_body_bytes = 2048\n')
+    env = {**os.environ, "TEST_UNSEAL": "u" * 32, "TEST_ROOT": "config-root-token"}
+    env.pop("KMSFRAME_ROOT_TOKEN", None)
+    cli = [sys.executable, "-m", "kmsframe.cli", "--config", str(tmp_path / "kms.toml")]
+    subprocess.run([*cli, "init"], env=env, check=True, capture_output=True, timeout=60,
+                   cwd=tmp_path)
+    port = free_port()
+    with open(tmp_path / "log", "wb") as log:
+        proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", "1",
+                                 "--log-level", "info"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        auth = {"Authorization": "Bearer config-root-token"}
+        assert httpx.post(url + "/v1/keys", json={"name": "c"}, headers=auth).status_code == 201
+        app = httpx.post(url + "/v1/apps", json={"name": "c-app"}, headers=auth).json()
+        httpx.put(url + f"/v1/keys/c/apps/{app['id']}", json={"operations": ["encrypt"]},
+                  headers=auth)
+        r = httpx.post(url + "/v1/keys/c/encrypt", headers={"Authorization": f"Bearer {app['token']}"},
+                       json={"plaintext": base64.b64encode(b"x" * 2000).decode()})
+        assert r.status_code == 413  # [http] max_body_bytes
+        assert httpx.get(url + "/v1/keys", headers={
+            "Authorization": f"Bearer {ROOT_TOKEN}"}).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    log_text = (tmp_path / "log").read_text()
+    assert "no admin token" not in log_text and "DEVELOPMENT MODE" not in log_text
+    assert "config-root-token" not in log_text and "Application shutdown complete" in log_text

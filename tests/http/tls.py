@@ -23,7 +23,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 
 
 def make_pki(directory: Path) -> dict[str, Path]:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("kmsframe test CA"))
           .issuer_name(_name("kmsframe test CA")).public_key(ca_key.public_key())

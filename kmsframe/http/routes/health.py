@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,34 +21,43 @@ async def healthz(request: Request) -> Response:
     return Response(_OK, media_type="application/json")
 
 
-def _readiness(runtime: Runtime) -> tuple[bool, dict[str, str]]:
+# What /readyz shows of each HSM token (redundant PKCS#11 tokens): no paths, no secrets.
+_TOKEN_FIELDS = ("label", "up", "error", "current_master_key", "hardware")
+
+
+def _readiness(runtime: Runtime) -> tuple[bool, dict[str, str], list[dict[str, Any]]]:
     checks: dict[str, str] = {}
+    tokens: list[dict[str, Any]] = []
     try:
         runtime.deployment.storage.ping()
         checks["storage"] = "ok"
     except KmsError as exc:
         checks["storage"] = exc.code
-    except Exception:  # a driver error we did not map: still "not ready", not a 500
+    except Exception:  # noqa: BLE001 - an unmapped driver error: "not ready", not a 500
         checks["storage"] = "unavailable"
     try:
         status = runtime.deployment.hsm.status()
         checks["hsm"] = "ok" if status.ready and not status.sealed else \
             ("sealed" if status.sealed else "unavailable")
-    except Exception:
+        tokens = [{f: t.get(f) for f in _TOKEN_FIELDS} for t in status.tokens]
+    except Exception:  # noqa: BLE001 - likewise for the HSM
         checks["hsm"] = "unavailable"
-    return all(v == "ok" for v in checks.values()), checks
+    return all(v == "ok" for v in checks.values()), checks, tokens
 
 
 async def readyz(runtime: Runtime, request: Request) -> Response:
-    ready, checks = await run_in_threadpool(_readiness, runtime)
-    if ready:
-        return json_response({"status": "ready", "checks": checks})
-    return json_response({"error": {"code": "not_ready", "message": "a dependency is down"},
-                          "checks": checks}, status=503)
+    ready, checks, tokens = await run_in_threadpool(_readiness, runtime)
+    body: dict[str, Any] = {"status": "ready", "checks": checks} if ready else {
+        "error": {"code": "not_ready", "message": "a dependency is down"}, "checks": checks}
+    if tokens:  # an HSM with several tokens: each one's state (issue 5)
+        body["hsm_tokens"] = tokens
+    return json_response(body, status=200 if ready else 503)
 
 
 async def metrics(runtime: Runtime, request: Request) -> Response:
-    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+    exchange = runtime.exchange
+    snapshots = None if exchange is None else await run_in_threadpool(exchange.collect)
+    return Response(runtime.metrics.render(snapshots), media_type="text/plain; version=0.0.4")
 
 
 def routes(runtime: Runtime) -> list[KmsRoute]:
@@ -60,5 +70,5 @@ def routes(runtime: Runtime) -> list[KmsRoute]:
                       "errors": [503]}),
         KmsRoute("/metrics", partial(metrics, runtime), method="GET",
                  permission="metrics.read", name="metrics",
-                 doc={"summary": "Prometheus metrics of this worker", "response": "text"}),
+                 doc={"summary": "Prometheus metrics of the whole server", "response": "text"}),
     ]

@@ -294,7 +294,8 @@ def build(settings: Mapping[str, Any]) -> SoftHsm:
     unknown = set(settings) - known
     if unknown:
         raise ConfigurationError(f"hsm: unknown settings {', '.join(sorted(unknown))}")
-    keystore = Path(settings.get("keystore") or Path(settings["data_dir"]) / "keystore.json")
+    # Relative paths are relative to the deployment's data directory.
+    keystore = Path(settings["data_dir"]) / Path(settings.get("keystore") or "keystore.json")
     secret = settings.get("unseal_secret")
     if secret is not None and not isinstance(secret, Secret):
         raise ConfigurationError(

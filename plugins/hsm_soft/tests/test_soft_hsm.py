@@ -105,9 +105,9 @@ def test_missing_keystore_is_a_clear_configuration_error(tmp_path: Path) -> None
 
 def test_inline_secret_in_settings_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"\$env"):
-        build({"keystore": str(tmp_path / "ks.json"), "unseal_secret": "inline-password"})
+        build({"data_dir": str(tmp_path), "unseal_secret": "inline-password"})
     with pytest.raises(ConfigurationError, match="unknown settings"):
-        build({"keystore": str(tmp_path / "ks.json"), "pin": "x"})
+        build({"data_dir": str(tmp_path), "pin": "x"})
 
 
 def test_a_second_process_sees_a_new_master_key(tmp_path: Path) -> None:

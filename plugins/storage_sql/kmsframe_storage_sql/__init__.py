@@ -15,6 +15,7 @@ of failing.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -273,6 +274,11 @@ def build(settings: Mapping[str, Any]) -> SqlStorage:
         if not isinstance(password, Secret):
             raise ConfigurationError("storage: 'password' must be a $env: or $file: reference")
         url = url.set(password=password.reveal_text())
+    database = url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:" \
+            and not Path(database).is_absolute() and "data_dir" in settings:
+        # Relative paths are relative to the deployment's data directory.
+        url = url.set(database=str(Path(settings["data_dir"]) / database))
     if url.get_backend_name() not in {"sqlite", "postgresql"}:
         raise ConfigurationError("storage: only sqlite and postgresql URLs are supported")
     return SqlStorage(url, pool_size=int(settings.get("pool_size", 5)))
