@@ -70,7 +70,10 @@ def test_readyz_shows_each_token_and_traffic_survives_one(served) -> None:
     root = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ROOT_TOKEN}"},
                         timeout=30)
     assert root.post("/v1/keys", json={"name": "pay"}).status_code == 201
-    app_token = root.post("/v1/apps", json={"name": "shop"}).json()["token"]
+    shop = root.post("/v1/apps", json={"name": "shop"}).json()
+    app_token = shop["token"]
+    # Only apps bound to a key may use it.
+    root.put(f"/v1/keys/pay/apps/{shop['id']}", json={"operations": ["encrypt", "decrypt"]})
     app = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {app_token}"},
                        timeout=30)
     plaintext = base64.b64encode(b"4111 1111 1111 1111").decode()
