@@ -17,11 +17,11 @@ import base64
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import rate  # bench/ is on sys.path when a script runs
 from kmsframe.ciphertext import wrap_aad
 from kmsframe.testing import embedded_deployment
 
@@ -45,20 +45,6 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("rsa-4096", "sign", ("sign", "verify")),
     ("rsa-4096", "encrypt", ("encrypt", "decrypt")),
 ]
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds`` (batch grows for fast calls)."""
-    n, batch = 0, 1
-    start = time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
-        batch = min(batch * 2, 2000)
 
 
 def build(service: Any, algorithm: str, purpose: str,

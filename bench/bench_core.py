@@ -12,26 +12,12 @@ import argparse
 import logging
 import os
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from harness import rate  # bench/ is on sys.path when a script runs
 from kmsframe.testing import embedded_deployment
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds``."""
-    n, batch = 0, 2000
-    start = time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
 
 
 def main() -> None:

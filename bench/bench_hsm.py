@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import rate  # bench/ is on sys.path when a script runs
 from kmsframe_hsm_pkcs11 import build
 from kmsframe_hsm_pkcs11.testing import Realm, deployment_toml, missing_tools
 from kmsframe_hsm_soft import SoftHsm
@@ -29,18 +30,6 @@ from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
 from kmsframe.secrets import KeyMaterial, Secret
 from kmsframe.testing.conformance import AAD
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    n, batch = 0, 200
-    start = time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
 
 
 def threaded_rate(fn: Callable[[], object], seconds: float, threads: int) -> float:

@@ -13,7 +13,7 @@ import binascii
 import secrets as _random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar, overload
 
 import attrs

@@ -10,7 +10,6 @@ import pytest
 from kmsframe import ciphertext as ct
 from kmsframe.errors import (
     DecryptionFailed,
-    InvalidCiphertext,
     InvalidRequest,
     KeyDisabled,
     KeyNotFound,
