@@ -2,10 +2,13 @@
 
 Each executor acts as the request's ``approval`` principal, so the key's
 history and the audit log name the request that authorised the change.
-``mk.rotate``, ``mk.backup`` and ``mk.restore`` have no built-in executor:
-they are HSM ceremonies that an HSM plugin registers through
-``kms_register_approval_executors``; until one does, such a request is
-refused when submitted.
+``mk.generate`` and ``mk.rotate`` (a new master key made inside the HSM, then
+every working-key version re-wrapped under it, online) are built in.
+``mk.backup`` and ``mk.restore`` move custodian shares, which must never be
+stored in a request, so they stay ceremonies with the custodians present
+(``kmsframe hsm backup|restore``); an HSM plugin may register executors for
+them through ``kms_register_approval_executors``, and until one does such a
+request is refused when submitted.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .access.roles import check_roles
+from .ceremonies import rotate_master_key
 from .approvals import ApprovalExecutor, ApprovalRequest, approval_principal
 from .errors import InvalidRequest
 from .export import export_version, recipient_key
@@ -108,6 +112,12 @@ def _mk_generate(r: ApprovalRequest, d: "Deployment") -> Mapping[str, Any]:
     return {"master_key_id": d.hsm.generate_master_key()}
 
 
+def _mk_rotate(r: ApprovalRequest, d: "Deployment") -> Mapping[str, Any]:
+    new, report = rotate_master_key(d.hsm, d.service.keys, actor=str(approval_principal(r.id)),
+                                    on_changed=lambda name: d.service.signal.bump())
+    return {"master_key_id": new.master_key_id, "rewrap": report.as_dict()}
+
+
 BUILTIN_EXECUTORS: Mapping[str, ApprovalExecutor] = {
     "keys.rollback": ApprovalExecutor(_rollback, _key_exists),
     "keys.min_decryption_version": ApprovalExecutor(_min_version, _key_version),
@@ -116,4 +126,5 @@ BUILTIN_EXECUTORS: Mapping[str, ApprovalExecutor] = {
     "keys.export": ApprovalExecutor(_export, _validate_export),
     "roles.grant": ApprovalExecutor(_grant, _validate_grant),
     "mk.generate": ApprovalExecutor(_mk_generate),
+    "mk.rotate": ApprovalExecutor(_mk_rotate),
 }

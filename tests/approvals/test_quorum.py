@@ -221,3 +221,23 @@ def test_rules_are_configurable_per_operation(tmp_path):
         assert key.history[-1].actor == f"approval:{request.id}"
     finally:
         d.close()
+
+
+def test_master_key_rotation_runs_after_the_quorum_and_rewraps_every_key(people):
+    d = people
+    d.service.create_key("k")
+    text = d.service.encrypt("k", b"survives the ceremony").ciphertext
+    before = d.hsm.status().master_key_id
+    request = d.access.approvals.submit("mk.rotate", {}, principal(d, "sa0"), reason="annual")
+    for name in ("sa1", "sa2", "op1"):
+        assert approve(d, request.id, name).status == "pending"
+    assert d.hsm.status().master_key_id == before
+    done = approve(d, request.id, "sa3")
+    assert done.status == "executed"
+    new = done.result["master_key_id"]
+    assert new == d.hsm.status().master_key_id != before
+    assert done.result["rewrap"]["complete"] is True
+    key = d.service.get_key("k")
+    assert {v.wrapped.master_key_id for v in key.versions} == {new}
+    d.service.cache.invalidate()
+    assert d.service.decrypt("k", text) == b"survives the ceremony"
