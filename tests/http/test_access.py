@@ -254,3 +254,28 @@ def test_audit_search_shows_crypto_denials_and_management(server: KmsServer,
         assert verified["ok"], verified
         assert auditor.get("/v1/audit", params={"limit": "x"}).status_code == 422
         assert auditor.get("/v1/audit", params={"bogus": "1"}).status_code == 422
+
+
+def test_a_batch_is_one_audit_record_naming_each_item_outcome(server: KmsServer,
+                                                              client: httpx.Client,
+                                                              key: str) -> None:
+    good = client.post(f"/v1/keys/{key}/encrypt", json={"plaintext": b64(b"x")}).json()["ciphertext"]
+    items = [{"ciphertext": good}, {"ciphertext": "10001!!"}, {"ciphertext": good},
+             {"ciphertext": good[:-8] + "AAAAAAA="}]
+    results = client.post(f"/v1/keys/{key}/decrypt", json={"items": items}).json()["results"]
+    assert [("error" in r) for r in results] == [False, True, False, True]
+    encrypted = client.post(f"/v1/keys/{key}/encrypt",
+                            json={"items": [{"plaintext": b64(b"a")}] * 3}).json()["results"]
+    assert all(r["version"] == 10001 for r in encrypted)
+    with server.people.client("aud1") as auditor:
+        records = auditor.get("/v1/audit", params={"key": key, "limit": 500}).json()["records"]
+    batch = [r for r in records if r["action"] == "decrypt" and "batch of 4" in (r.get("detail") or "")]
+    assert len(batch) == 1, records
+    record = batch[0]
+    assert record["outcome"] == "partial"
+    assert record["detail"] == "batch of 4: ok 2; invalid_ciphertext at 1; decryption_failed at 3"
+    (enc,) = [r for r in records if r["action"] == "encrypt" and "batch of 3" in (r.get("detail") or "")]
+    assert enc["outcome"] == "ok" and enc["version"] == 10001
+    assert enc["detail"] == "batch of 3: ok 3 (10001×3)"
+    assert record["actor"].startswith("app:") and record["source"] == "127.0.0.1"
+    assert "AAAAAAA" not in str(record) and good not in str(record)
