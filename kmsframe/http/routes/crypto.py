@@ -250,10 +250,17 @@ class BatchTally:
         return (versions[0] if len(versions) == 1 else None), outcome, "; ".join(parts)
 
 
+def crypto_route(runtime: Runtime, op: str, one: OneCall, doc: dict[str, Any], *,
+                 shortcut: Any = None, permission: str | None = None) -> KmsRoute:
+    """``POST /v1/keys/{name}/<op>``: one call or a batch, audited (see :class:`CryptoEndpoint`)."""
+    return KmsRoute(f"/v1/keys/{{name}}/{op}", CryptoEndpoint(runtime, one, op, shortcut),
+                    method="POST", permission=permission or f"crypto.{op}",
+                    name=f"crypto.{op}", doc=doc)
+
+
 def routes(runtime: Runtime) -> list[KmsRoute]:
     def route(op: str, one: OneCall, doc: dict[str, Any], shortcut: Any = None) -> KmsRoute:
-        return KmsRoute(f"/v1/keys/{{name}}/{op}", CryptoEndpoint(runtime, one, op, shortcut),
-                        method="POST", permission=f"crypto.{op}", name=f"crypto.{op}", doc=doc)
+        return crypto_route(runtime, op, one, doc, shortcut=shortcut)
 
     return [
         route("encrypt", encrypt_one, shortcut=encrypt_plain, doc={

@@ -18,13 +18,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...authorization import Principal
+from ...model import FIRST_VERSION, LAST_VERSION
 from ...service import KeyService
 from ..body import base64_field, check_fields, json_object, string
 from ..errors import ValidationFailed
 from ..responses import json_response
 from ..routing import KmsRoute
 from ..runtime import Runtime
-from .crypto import CryptoEndpoint
+from .crypto import crypto_route
 
 _SIGN = frozenset({"message", "options"})
 _VERIFY = frozenset({"message", "signature", "options"})
@@ -84,15 +85,16 @@ def _version_query(request: Request) -> int | None:
     raw = params.get("version")
     if raw is None:
         return None
-    if not (len(raw) == 5 and raw.isascii() and raw.isdigit()) or not 10001 <= int(raw) <= 99999:
-        raise ValidationFailed("'version' must be a key version (10001-99999)")
+    if not (len(raw) == 5 and raw.isascii() and raw.isdigit()) \
+            or not FIRST_VERSION <= int(raw) <= LAST_VERSION:
+        raise ValidationFailed(
+            f"'version' must be a key version ({FIRST_VERSION}-{LAST_VERSION})")
     return int(raw)
 
 
 def routes(runtime: Runtime) -> list[KmsRoute]:
     def route(op: str, one: Any, doc: dict[str, Any], permission: str | None = None) -> KmsRoute:
-        return KmsRoute(f"/v1/keys/{{name}}/{op}", CryptoEndpoint(runtime, one, op), method="POST",
-                        permission=permission or f"crypto.{op}", name=f"crypto.{op}", doc=doc)
+        return crypto_route(runtime, op, one, doc, permission=permission)
 
     async def public_key(request: Request) -> Response:
         version = _version_query(request)
