@@ -13,6 +13,7 @@ import attrs
 
 from ..apps import AppRegistry
 from ..deployment import Deployment
+from ..node_sync import StorePoller, StoreSyncedSignal
 from ..secrets import Secret
 from ..scheduler import Scheduler
 from ..service import KeyService
@@ -39,6 +40,7 @@ class Runtime:
         self._service: KeyService | None = None
         self.exchange: MetricsExchange | None = None
         self.scheduler: Scheduler | None = None
+        self.poller: StorePoller | None = None
 
     def open(self) -> None:
         deployment = self.factory()
@@ -56,8 +58,16 @@ class Runtime:
         self.scheduler = Scheduler(deployment.service,
                                    deployment.service.settings.scheduler_interval_seconds)
         self.scheduler.start()
+        interval = deployment.service.settings.store_poll_seconds
+        signal = deployment.service.signal
+        if interval > 0 and isinstance(signal, StoreSyncedSignal):
+            self.poller = StorePoller(signal, interval)
+            self.poller.start()
 
     def close(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
