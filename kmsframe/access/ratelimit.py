@@ -26,7 +26,8 @@ bucket may take it over. When every slot of the group holds a bucket that is
 not full, the call falls back to a bucket in this process with rate/N and
 burst/N (at least one token), N being the processes currently attached to the
 table, so the node stays within the limit (rounding aside) and only that
-bucket's precision suffers; a warning is logged once per process.
+bucket's precision suffers (and it starts full again when it gets a slot); a
+warning is logged once per process.
 
 POSIX record locks belong to a process, and closing *any* descriptor of the
 file releases all of that process's locks on it; so a process maps each table
@@ -89,8 +90,8 @@ class LocalBuckets:
         self._lock = threading.Lock()
 
     def take(self, slot: str, rate: float, burst: float) -> bool:
-        now = self.monotonic()
         with self._lock:
+            now = self.monotonic()
             bucket = self._buckets.get(slot)
             if bucket is None:
                 bucket = self._buckets[slot] = [burst, now]
@@ -174,7 +175,7 @@ class _Table:
             except OSError as exc:
                 if exc.errno not in (errno.EACCES, errno.EAGAIN):
                     raise
-        return None  # counted as absent: processes() then under-counts by one
+        return None  # more processes than bytes: this one still counts itself
 
     def processes(self) -> int:
         """Processes attached to the table now (recounted at most once a second)."""
