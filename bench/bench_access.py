@@ -3,7 +3,8 @@
 Prints encrypts/s for raw AES-256-GCM (cryptography), the key service as the
 system principal, as a bound app (binding lookup), through the audited
 ``AccessControl.crypto`` wrapper (batched audit record), and for a key with
-conditions (kms_authorize hook), with each one's ratio to raw AES-GCM.
+a rate limit (kms_authorize hook; the node-wide shared bucket, then a
+per-process one), with each one's ratio to raw AES-GCM.
 
     uv run python bench/bench_access.py [--seconds 2]
 """
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from kmsframe.access import conditions
+from kmsframe.access.ratelimit import LocalBuckets
 from kmsframe.authorization import Principal
 from kmsframe.testing import embedded_deployment
 
@@ -60,12 +63,17 @@ def main() -> None:
                 ("service, system principal", rate(lambda: s.encrypt("k", PLAINTEXT), seconds)),
                 ("service, bound app", rate(lambda: s.encrypt("k", PLAINTEXT, principal=app),
                                             seconds)),
-                ("audited (AccessControl.crypto)", rate(lambda: access.crypto(
-                    app, "encrypt", "k", lambda: s.encrypt("k", PLAINTEXT, principal=app)),
-                    seconds)),
-                ("bound app, key with conditions", rate(
+                ("rate-limited key, node-wide bucket", rate(
                     lambda: s.encrypt("kc", PLAINTEXT, principal=app), seconds)),
             ]
+            # The same with the bucket in process memory (one per worker).
+            d.plugins.pm.get_plugin(conditions.PLUGIN_NAME).buckets = LocalBuckets()
+            rows.append(("rate-limited key, per-process bucket", rate(
+                lambda: s.encrypt("kc", PLAINTEXT, principal=app), seconds)))
+            # Last: its audit records keep the flusher thread busy for a while.
+            rows.append(("audited (AccessControl.crypto)", rate(lambda: access.crypto(
+                app, "encrypt", "k", lambda: s.encrypt("k", PLAINTEXT, principal=app)),
+                seconds)))
         finally:
             d.close()
     for name, value in rows:

@@ -15,6 +15,7 @@ import attrs
 
 from .access.builtin import register_builtin_plugins
 from .access.control import AccessControl
+from .access.ratelimit import SharedBuckets
 from .changes import LocalChangeSignal, SharedFileChangeSignal
 from .node_sync import StoreSyncedSignal
 from .config import DeploymentConfig
@@ -43,8 +44,10 @@ class Deployment:
     """A running set of plugins and the key service built on them."""
 
     def __init__(self, config: DeploymentConfig, plugins: PluginHost, hsm: HsmBackend,
-                 storage: Storage, service: KeyService, access: AccessControl) -> None:
+                 storage: Storage, service: KeyService, access: AccessControl,
+                 rate_buckets: SharedBuckets | None = None) -> None:
         self.config = config
+        self.rate_buckets = rate_buckets
         self.plugins = plugins
         self.hsm = hsm
         self.storage = storage
@@ -58,7 +61,11 @@ class Deployment:
         if plugins is None:
             plugins = PluginHost()
             plugins.load_entry_points(config.plugins)
-        register_builtin_plugins(plugins)
+        # With the shared change signal, rate limits are shared by the node's
+        # worker processes too (the file is opened on first use).
+        rate_buckets = (SharedBuckets(config.data_dir / "ratelimit.buckets")
+                        if shared_signal else None)
+        register_builtin_plugins(plugins, rate_buckets=rate_buckets)
         storage = plugins.build_storage(config.storage)
         hsm = plugins.build_hsm(config.hsm)
         settings = service_settings(config.keys)
@@ -83,12 +90,15 @@ class Deployment:
             for thing in reversed(opened):
                 thing.close()
             raise
-        return cls(config, plugins, hsm, storage, service, access)
+        return cls(config, plugins, hsm, storage, service, access, rate_buckets)
 
     def close(self) -> None:
         # The audit log first: its closing seal needs the HSM and the store.
-        for closer in (self.access.close, self.hsm.close, self.storage.close,
-                       self.service.signal.close):
+        closers = [self.access.close, self.hsm.close, self.storage.close,
+                   self.service.signal.close]
+        if self.rate_buckets is not None:
+            closers.append(self.rate_buckets.close)
+        for closer in closers:
             try:
                 closer()
             except Exception:

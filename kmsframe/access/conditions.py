@@ -16,15 +16,17 @@ condition names are kept and left to such plugins; this one ignores them.
 The key service asks the hook on the crypto path only for keys that have
 conditions, so keys without any pay nothing.
 
-Rate limits are a token bucket per (key, caller) in each worker process: with
-N workers the deployment-wide ceiling is N times the configured rate.
+Rate limits are a token bucket per (key, caller). A deployment opened by
+``kmsframe serve`` keeps them in a table every worker process of the node
+shares (:class:`~kmsframe.access.ratelimit.SharedBuckets`), so "100/s" is
+100/s per node whatever the number of workers; across nodes the limit stays
+per node. Without a shared table (a single process) they live in memory.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -33,6 +35,7 @@ from typing import Any
 from ..authorization import AuthorizationRequest, Denial
 from ..errors import InvalidRequest
 from ..hookspecs import hookimpl
+from .ratelimit import LocalBuckets, RateBuckets
 
 PLUGIN_NAME = "kmsframe.conditions"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -103,23 +106,15 @@ def in_window(window: Mapping[str, Any], at: float) -> bool:
     return minute >= start or minute < end  # a window across midnight
 
 
-class _Bucket:
-    __slots__ = ("tokens", "updated")
-
-    def __init__(self, tokens: float, updated: float) -> None:
-        self.tokens = tokens
-        self.updated = updated
-
-
 class ConditionsAuthorizer:
     """The built-in judge of per-key conditions (one instance per deployment)."""
 
     def __init__(self, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 buckets: RateBuckets | None = None) -> None:
         self.clock = clock
-        self.monotonic = monotonic
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
-        self._lock = threading.Lock()
+        # The deployment replaces these with the node's shared table.
+        self.buckets: RateBuckets = buckets or LocalBuckets(monotonic)
 
     @hookimpl
     def kms_authorize(self, request: AuthorizationRequest) -> Denial | None:
@@ -141,18 +136,7 @@ class ConditionsAuthorizer:
     def _take(self, request: AuthorizationRequest, limit: Mapping[str, Any]) -> bool:
         rate = float(limit["per_second"])
         burst = float(limit.get("burst", rate))
-        slot = (request.key_name or "", str(request.principal))
-        now = self.monotonic()
-        with self._lock:
-            bucket = self._buckets.get(slot)
-            if bucket is None:
-                bucket = self._buckets[slot] = _Bucket(burst, now)
-            bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
-            bucket.updated = now
-            if bucket.tokens < 1:
-                return False
-            bucket.tokens -= 1
-            return True
+        return self.buckets.take(f"{request.key_name or ''}\0{request.principal}", rate, burst)
 
 
 def _source_in(source: str | None, ranges: list[str]) -> bool:

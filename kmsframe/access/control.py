@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..approval_executors import BUILTIN_EXECUTORS
 from ..approvals import Approvals, rules_from_config
 from ..audit.log import AuditLog, AuditSettings
-from ..audit.records import AuditEvent
+from ..audit.records import AuditEvent, current_request_id
 from ..audit.sealing import SealingKeys
 from ..authorization import Principal, request_source
 from ..errors import ConfigurationError, KmsError, PermissionDenied
@@ -187,8 +187,9 @@ class AccessControl:
 
     def _key_changed(self, key: Key, entries: Sequence[HistoryEntry]) -> None:
         """Every history entry a stored key change added, as one audit record each."""
-        source = request_source.get()
+        source, request_id = request_source.get(), current_request_id.get()
         # Durable before the management call returns.
         self.audit.record_all([AuditEvent(at=h.at, actor=h.actor, action=h.action, key=key.name,
-                                          version=h.version, source=source, detail=h.reason)
+                                          version=h.version, source=source, detail=h.reason,
+                                          request_id=request_id)
                                for h in entries])

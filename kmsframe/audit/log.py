@@ -94,18 +94,21 @@ class AuditLog:
                                             daemon=True)
             self._thread.start()
 
-    def record(self, event: AuditEvent) -> None:
-        """Write ``event`` (and everything queued before it) durably, sealed."""
-        self.record_all((event,))
+    def record(self, event: AuditEvent, *, seal: bool = True) -> None:
+        """Write ``event`` (and everything queued before it) durably, sealed
+        unless ``seal`` is false (a write-ahead record: the outcome record
+        that follows it seals both)."""
+        self.record_all((event,), seal=seal)
 
-    def record_all(self, events: Sequence[AuditEvent]) -> None:
+    def record_all(self, events: Sequence[AuditEvent], *, seal: bool = True) -> None:
         """Write ``events`` (and everything queued before) durably, sealed;
         raises :class:`~kmsframe.errors.Unavailable` if they were not kept."""
         with self._lock:
             self._drain()
             for event in events:
                 self._lines.append(self.chain.link_line(event.to_dict())[1])
-            self._seal()
+            if seal:
+                self._seal()
             self._write()
 
     def record_batched(self, event: AuditEvent) -> None:

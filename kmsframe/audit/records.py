@@ -8,6 +8,7 @@ by kmsframe itself (a denial's reason, an error code).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -15,6 +16,13 @@ import attrs
 from ..authorization import Principal
 
 OK = "ok"
+# A management call's write-ahead record, written durably before the call
+# runs; its outcome record (same request_id) follows. Not an outcome: count
+# calls by their other records.
+STARTED = "started"
+# The management call being served, so that the key changes it makes are
+# recorded with its request id (set by the transport, see kmsframe.http.access).
+current_request_id: ContextVar[str | None] = ContextVar("kmsframe_request_id", default=None)
 
 
 @attrs.frozen(slots=True)
@@ -28,7 +36,7 @@ class AuditEvent:
     source: str | None = None
     target: str | None = None  # a user, an app, an approval request id
     detail: str | None = None
-    request_id: str | None = None
+    request_id: str | None = None  # shared by the records of one management call
 
     @classmethod
     def of(cls, principal: Principal, action: str, *, at: float, **fields: Any) -> "AuditEvent":

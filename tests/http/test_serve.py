@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,7 @@ from kmsframe import ciphertext as ct
 from kmsframe.config import embedded_config
 from kmsframe.deployment import Deployment
 
-from .conftest import ROOT_TOKEN, KmsServer
+from .conftest import ROOT_TOKEN, KmsServer, error_code
 from .tls import make_pki
 
 
@@ -38,6 +39,14 @@ def _encrypts_per_worker(server: KmsServer) -> dict[str, int]:
         out[path.stem] = sum(n for r, m, s, n in snap["requests"]
                              if r == "/v1/keys/{name}/encrypt" and s == 200)
     return out
+
+
+def _requests_per_worker(server: KmsServer, route: str) -> dict[str, int]:
+    """Requests on ``route`` each worker has answered, whatever their status."""
+    time.sleep(1.5)
+    return {path.stem: sum(n for r, m, s, n in json.loads(path.read_text())["requests"]
+                           if r == route)
+            for path in (server.data_dir / "metrics").glob("*.json")}
 
 
 def key_materials(data_dir: Path) -> list[bytes]:
@@ -119,6 +128,36 @@ def test_revoked_app_is_refused_by_every_worker(two_workers: KmsServer) -> None:
     for _ in range(30):
         assert _fresh(srv, "POST", "/v1/keys/k/encrypt", json={"plaintext": ""},
                       headers={"Authorization": f"Bearer {app['token']}"}).status_code == 401
+
+
+def test_rate_limit_is_shared_by_every_worker(two_workers: KmsServer) -> None:
+    """burst 10 over two workers admits 10 requests, not 20: the workers share
+    one bucket (kmsframe.access.ratelimit); every refusal is 429 and audited."""
+    srv = two_workers
+    _fresh(srv, "POST", "/v1/keys", json={"name": "limited"})
+    app = _fresh(srv, "POST", "/v1/apps", json={"name": "busy"}).json()
+    _fresh(srv, "PUT", f"/v1/keys/limited/apps/{app['id']}", json={"operations": ["encrypt"]})
+    r = _fresh(srv, "PUT", "/v1/keys/limited/conditions",
+               json={"conditions": {"rate_limit": {"per_second": 0.01, "burst": 10}}})
+    assert r.status_code == 200, r.text
+    auth = {"Authorization": f"Bearer {app['token']}"}
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:  # 80 requests on 80 connections, 8 at a time
+        answers = list(pool.map(lambda _: _fresh(srv, "POST", "/v1/keys/limited/encrypt",
+                                                 json={"plaintext": ""}, headers=auth),
+                                range(80)))
+    elapsed = time.monotonic() - started
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(200) <= 10 + 0.01 * elapsed and statuses.count(200) >= 10, statuses
+    assert statuses.count(429) == 80 - statuses.count(200), statuses
+    assert {error_code(a) for a in answers if a.status_code == 429} == {"rate_limited"}
+    # Both workers served more than the burst: unshared buckets would have let 20 through.
+    served = _requests_per_worker(srv, "/v1/keys/{name}/encrypt")
+    assert len(served) == 2 and all(n > 10 for n in served.values()), served
+    records = _fresh(srv, "GET", "/v1/audit", params={
+        "key": "limited", "outcome": "rate_limited", "limit": 500}).json()["records"]
+    assert len(records) == statuses.count(429)
+    assert {(r["action"], r["actor"]) for r in records} == {("encrypt", f"app:{app['id']}")}
 
 
 def test_sigterm_and_restart_keep_state(tmp_path: Path) -> None:
