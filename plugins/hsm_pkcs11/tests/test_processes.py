@@ -122,3 +122,28 @@ def test_master_key_rotated_by_another_process_is_seen(make_realm, key_label) ->
     assert serving.unwrap(old, AAD) == KeyMaterial(b"w" * 32)
     assert serving.status().master_key_id == new_id
     serving.close()
+
+
+def test_a_token_that_appears_after_the_library_started_is_found_at_startup(
+        softhsm_root: Path, key_label: str) -> None:
+    """SoftHSM2 scans its token directory only in C_Initialize; a worker that
+    initialised while another process was still writing the token's files must
+    initialise again rather than retry against a slot list that cannot change."""
+    import threading
+
+    from kmsframe_hsm_pkcs11.testing import Realm
+
+    realm = Realm(softhsm_root / "late", [])
+    hsm = build(realm.settings("kms-late", key_label=key_label))
+    # The token is made while the backend's first attempt has already failed.
+    maker = threading.Timer(0.05, realm.init_token, args=("kms-late",))
+    maker.start()
+    try:
+        hsm.open()
+        hsm.initialize()
+        assert hsm.status().tokens[0]["up"] is True
+        wrapped = hsm.wrap(KeyMaterial(b"l" * 32), AAD)
+        assert hsm.unwrap(wrapped, AAD).reveal() == b"l" * 32
+    finally:
+        maker.join()
+        hsm.close()
