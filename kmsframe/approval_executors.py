@@ -3,12 +3,14 @@
 Each executor acts as the request's ``approval`` principal, so the key's
 history and the audit log name the request that authorised the change.
 ``mk.generate`` and ``mk.rotate`` (a new master key made inside the HSM, then
-every working-key version re-wrapped under it, online) are built in.
-``mk.backup`` and ``mk.restore`` move custodian shares, which must never be
-stored in a request, so they stay ceremonies with the custodians present
-(``kmsframe hsm backup|restore``); an HSM plugin may register executors for
-them through ``kms_register_approval_executors``, and until one does such a
-request is refused when submitted.
+every working-key version re-wrapped under it, online) run in the service
+when approved. The ceremonies that move custodian shares — generate or rotate
+with ``{"custodians": {"shares": N, "threshold": M}}``, ``mk.backup``
+(``{"shares": N, "threshold": M}``) and ``mk.restore`` (``{"tokens": [...],
+"make_current": bool}``) — cannot: shares must never be stored in a request.
+Their approval issues a single-use ceremony ticket
+(:mod:`kmsframe.ceremony_tickets`) that ``kmsframe hsm … --approval ID``
+spends on the ceremony host, with the custodians present.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .access.roles import check_roles
-from .ceremonies import rotate_master_key
+from .ceremonies import (
+    ResharableMasterKeys,
+    SharedMasterKeys,
+    generate_master_key,
+    rotate_master_key,
+)
+from .ceremony_tickets import CeremonyTickets
 from .approvals import ApprovalExecutor, ApprovalRequest, approval_principal
 from .errors import InvalidRequest
 from .export import export_version, recipient_key
@@ -108,11 +116,82 @@ def _validate_grant(params: Mapping[str, Any], d: "Deployment") -> None:
     check_roles({_str(params, "role")})
 
 
+MAX_SHARES = 255
+
+
+def share_counts(params: Mapping[str, Any], where: str = "params") -> tuple[int, int]:
+    """``(shares, threshold)`` of a custodian split, checked: 2 <= M <= N <= 255."""
+    count, threshold = params.get("shares"), params.get("threshold")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (count, threshold)) \
+            or not 2 <= threshold <= count <= MAX_SHARES:  # type: ignore[operator]
+        raise InvalidRequest(f"{where}.shares and {where}.threshold need "
+                             f"2 <= threshold <= shares <= {MAX_SHARES}")
+    return count, threshold  # type: ignore[return-value]
+
+
+def custodians(params: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The custodian split a generate/rotate request asks for, if any."""
+    spec = params.get("custodians")
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        raise InvalidRequest("params.custodians must be an object")
+    _only(spec, {"shares", "threshold"}, "params.custodians")
+    return share_counts(spec, "params.custodians")
+
+
+def _only(params: Mapping[str, Any], allowed: set[str], where: str = "params") -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidRequest(f"{where} has unknown field(s): {', '.join(unknown)}")
+
+
+def _can(d: "Deployment", protocol: type, what: str) -> None:
+    if not isinstance(d.hsm, protocol):
+        raise InvalidRequest(f"HSM backend {d.hsm.id!r} cannot {what}")
+
+
+def _validate_new_master_key(params: Mapping[str, Any], d: "Deployment") -> None:
+    _only(params, {"custodians"})
+    if custodians(params) is not None:
+        _can(d, SharedMasterKeys, "make a master key from shares")
+
+
+def _validate_backup(params: Mapping[str, Any], d: "Deployment") -> None:
+    _only(params, {"shares", "threshold"})
+    share_counts(params)
+    _can(d, ResharableMasterKeys, "back up a master key as shares")
+
+
+def _validate_restore(params: Mapping[str, Any], d: "Deployment") -> None:
+    _only(params, {"tokens", "make_current"})
+    tokens = params.get("tokens", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+        raise InvalidRequest("params.tokens must be a list of token labels")
+    if not isinstance(params.get("make_current", False), bool):
+        raise InvalidRequest("params.make_current must be true or false")
+    _can(d, SharedMasterKeys, "restore a master key from shares")
+
+
+def _ticket(r: ApprovalRequest, d: "Deployment") -> Mapping[str, Any]:
+    """Authorise the ceremony host to run ``r`` once, with the custodians present."""
+    rule = d.access.approvals.rules[r.operation]
+    ticket = CeremonyTickets(d.storage, d.access.approvals.clock).issue(
+        r.id, r.operation, r.params, rule.ttl_seconds)
+    verb = r.operation.split(".", 1)[1]
+    return {"ceremony": f"kmsframe hsm {verb} --approval {r.id}",
+            "ceremony_expires_at": ticket.expires_at}
+
+
 def _mk_generate(r: ApprovalRequest, d: "Deployment") -> Mapping[str, Any]:
-    return {"master_key_id": d.hsm.generate_master_key()}
+    if custodians(r.params) is not None:
+        return _ticket(r, d)
+    return {"master_key_id": generate_master_key(d.hsm).master_key_id}
 
 
 def _mk_rotate(r: ApprovalRequest, d: "Deployment") -> Mapping[str, Any]:
+    if custodians(r.params) is not None:
+        return _ticket(r, d)
     new, report = rotate_master_key(d.hsm, d.service.keys, actor=str(approval_principal(r.id)),
                                     on_changed=lambda name: d.service.signal.bump())
     return {"master_key_id": new.master_key_id, "rewrap": report.as_dict()}
@@ -125,6 +204,8 @@ BUILTIN_EXECUTORS: Mapping[str, ApprovalExecutor] = {
     "versions.destroyed": ApprovalExecutor(_destroy_version, _key_version),
     "keys.export": ApprovalExecutor(_export, _validate_export),
     "roles.grant": ApprovalExecutor(_grant, _validate_grant),
-    "mk.generate": ApprovalExecutor(_mk_generate),
-    "mk.rotate": ApprovalExecutor(_mk_rotate),
+    "mk.generate": ApprovalExecutor(_mk_generate, _validate_new_master_key),
+    "mk.rotate": ApprovalExecutor(_mk_rotate, _validate_new_master_key),
+    "mk.backup": ApprovalExecutor(_ticket, _validate_backup),
+    "mk.restore": ApprovalExecutor(_ticket, _validate_restore),
 }

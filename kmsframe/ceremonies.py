@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from . import ciphertext as ct
-from .errors import Conflict, InvalidRequest, KmsError
+from .errors import Conflict, IntegrityError, InvalidRequest, KmsError
 from .keystore import KeyRepository
 from .model import HistoryEntry, Key, WrappedKey
 from .providers import HsmBackend
@@ -227,6 +227,31 @@ def references(repository: KeyRepository, master_key_id: str) -> list[tuple[str,
         for v in key.versions
         if v.wrapped is not None and v.wrapped.master_key_id == master_key_id
     ]
+
+
+def master_key_lost(hsm: HsmBackend, repository: KeyRepository) -> bool:
+    """Does the HSM hold none of the master keys the stored working keys need?
+
+    True only for a total loss: every configured token is up and answers
+    that it lacks every one of those keys (a blank replacement token). Then
+    dual control cannot work — approvers' second factors are sealed under
+    the lost key — and the custodians' shares are the only control left on a
+    restore. A token that is down, or data that opens, is not a loss.
+    """
+    tried: set[str] = set()
+    for key in repository.list():
+        for version in key.versions:
+            wrapped = version.wrapped
+            if wrapped is None or wrapped.master_key_id in tried:
+                continue
+            tried.add(wrapped.master_key_id)
+            aad = ct.wrap_aad(key.id, version.number, key.algorithm, key.purpose.value)
+            try:
+                hsm.unwrap(wrapped, aad)
+            except IntegrityError:
+                continue
+            return False
+    return bool(tried)
 
 
 def retire_master_key(hsm: HsmBackend, repository: KeyRepository, master_key_id: str) -> Any:

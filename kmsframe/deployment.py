@@ -16,6 +16,7 @@ import attrs
 from .access.builtin import register_builtin_plugins
 from .access.control import AccessControl
 from .changes import LocalChangeSignal, SharedFileChangeSignal
+from .node_sync import StoreSyncedSignal
 from .config import DeploymentConfig
 from .errors import ConfigurationError, KmsError
 from .keystore import KeyRepository
@@ -71,8 +72,9 @@ class Deployment:
             for thing in reversed(opened):
                 thing.close()
             raise
-        signal = (SharedFileChangeSignal(config.data_dir / "changes.counter")
-                  if shared_signal else LocalChangeSignal())
+        signal = StoreSyncedSignal(
+            SharedFileChangeSignal(config.data_dir / "changes.counter")
+            if shared_signal else LocalChangeSignal(), storage)
         service = KeyService(plugins=plugins, hsm=hsm, repository=KeyRepository(storage),
                              signal=signal, settings=settings)
         try:

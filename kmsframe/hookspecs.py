@@ -101,11 +101,12 @@ def kms_register_transports(register: Callable[[str, TransportFactory], None]) -
 
 @hookspec
 def kms_register_approval_executors(register: Callable[[str, Any], None]) -> None:
-    """Offer what an approved dual-control request runs (HSM ceremonies...).
+    """Offer what an approved dual-control request runs (a plugin's own
+    sensitive operation, or a replacement for a built-in one).
 
     :param register: call ``register(operation, executor)`` with a
         :class:`kmsframe.approvals.ApprovalExecutor`; ``operation`` is e.g.
-        ``"mk.backup"``. Its approval rule comes from the deployment's
+        ``"mk.backup"`` (a plugin's executor wins over the core's). Its approval rule comes from the deployment's
         ``[approvals]`` table (master-key operations default to 3 security
         admins + 1 operator). The executor runs once, after the quorum.
     :return: nothing.

@@ -117,6 +117,9 @@ class ServiceSettings:
     max_batch_items: int = 1000
     # How often each worker's scheduler looks for due rotations and deletions.
     scheduler_interval_seconds: float = 60.0
+    # How often each serving worker polls the store for other hosts' changes
+    # (kmsframe.node_sync): the bound on cross-host staleness. 0 turns it off.
+    store_poll_seconds: float = 1.0
 
 
 class ChangeSignal(Protocol):

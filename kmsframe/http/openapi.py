@@ -45,6 +45,10 @@ def _obj(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, 
     return out
 
 
+_COUNT = {"type": "integer", "minimum": 2, "maximum": 255}
+_SHARES = _obj({"shares": _COUNT, "threshold": _COUNT}, ["shares", "threshold"])
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}},
                                  ["code", "message"])}, ["error"]),
@@ -72,6 +76,10 @@ SCHEMAS: dict[str, Any] = {
     "PublicKeyResponse": _obj({"version": _VERSION, "pem": {
         "type": "string", "description": "SubjectPublicKeyInfo, PEM"}}, ["version", "pem"]),
     "ReasonRequest": _obj({"reason": _REASON}),
+    "NewMasterKeyRequest": _obj({"reason": _REASON, "custodians": _SHARES}),
+    "BackupRequest": _obj({"reason": _REASON, **_SHARES["properties"]}, ["shares", "threshold"]),
+    "RestoreRequest": _obj({"reason": _REASON, "make_current": {"type": "boolean"},
+                            "tokens": {"type": "array", "items": {"type": "string"}}}),
     "ScheduleDeletionRequest": _obj({"reason": _REASON, "waiting_days": {
         "type": "number", "minimum": 0, "maximum": 3650}}),
     "VersionStateRequest": _obj({"state": {"type": "string", "enum": [

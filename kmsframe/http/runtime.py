@@ -15,6 +15,7 @@ from anyio import CapacityLimiter
 
 from ..apps import AppRegistry
 from ..deployment import Deployment
+from ..node_sync import StorePoller, StoreSyncedSignal
 from ..secrets import Secret
 from ..scheduler import Scheduler
 from ..service import KeyService
@@ -46,6 +47,7 @@ class Runtime:
         self._service: KeyService | None = None
         self.exchange: MetricsExchange | None = None
         self.scheduler: Scheduler | None = None
+        self.poller: StorePoller | None = None
         threads = settings.crypto_threads
         if threads is None:
             threads = os.cpu_count() or 1
@@ -70,8 +72,16 @@ class Runtime:
         self.scheduler = Scheduler(deployment.service,
                                    deployment.service.settings.scheduler_interval_seconds)
         self.scheduler.start()
+        interval = deployment.service.settings.store_poll_seconds
+        signal = deployment.service.signal
+        if interval > 0 and isinstance(signal, StoreSyncedSignal):
+            self.poller = StorePoller(signal, interval)
+            self.poller.start()
 
     def close(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None

@@ -60,9 +60,10 @@ def crypto_as_test_app(url: str, root_token: str,
             key = httpx.get(f"{url}/v1/keys/{parts[3]}", headers=root, timeout=30,
                             verify=verify)  # type: ignore[arg-type]
             if key.status_code == 200:
-                httpx.put(f"{url}/v1/keys/{parts[3]}/apps/{app_id}",
-                          json={"operations": OPS_BY_PURPOSE[key.json()["purpose"]]},
-                          headers=root, verify=verify, timeout=30)  # type: ignore[arg-type]
+                r = httpx.put(f"{url}/v1/keys/{parts[3]}/apps/{app_id}",
+                              json={"operations": OPS_BY_PURPOSE[key.json()["purpose"]]},
+                              headers=root, verify=verify, timeout=30)  # type: ignore[arg-type]
+                assert r.status_code == 200, f"binding {parts[3]} failed: {r.text}"
                 bound.add(parts[3])
         request.headers["authorization"] = f"Bearer {app_token}"
 

@@ -160,6 +160,27 @@ def test_master_key_ceremony_needs_three_security_admins_and_an_operator(
         assert r.status_code == 409
 
 
+def test_share_ceremonies_are_checked_when_requested(server: KmsServer) -> None:
+    with server.people.client("sa1") as sa1:
+        before = len(sa1.get("/v1/approvals").json()["approvals"])
+        for verb, body, status, says in [
+            # The embedded software HSM has no custodian shares: refused up front.
+            ("backup", {"shares": 3, "threshold": 2}, 400, "HSM backend 'soft' cannot back up"),
+            ("restore", {"tokens": ["kms-b"]}, 400, "HSM backend 'soft' cannot restore"),
+            ("rotate", {"custodians": {"shares": 3, "threshold": 2}}, 400,
+             "cannot make a master key from shares"),
+            ("backup", {"shares": 3, "threshold": 9}, 400, "2 <= threshold <= shares <= 255"),
+            ("backup", {"reason": "no counts"}, 400, "params.shares"),
+            ("restore", {"make_current": "yes"}, 400, "true or false"),
+            ("generate", {"shares": 3}, 422, "shares"),
+        ]:
+            r = sa1.post(f"/v1/master-keys/{verb}", json=body)
+            assert r.status_code == status and says in r.json()["error"]["message"], (verb, r.text)
+        assert len(sa1.get("/v1/approvals").json()["approvals"]) == before
+        r = sa1.post("/v1/master-keys/rotate", json={"custodians": None, "reason": "in token"})
+        assert r.status_code == 202 and r.json()["params"] == {}
+
+
 def test_rejection_over_http(server: KmsServer, client: httpx.Client, key: str) -> None:
     people = server.people
     r = client.post(f"/v1/keys/{key}/versions/10001/state", json={"state": "destroyed"})

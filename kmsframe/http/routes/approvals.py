@@ -29,7 +29,6 @@ from ..routing import KmsRoute
 from ..runtime import Runtime
 
 _STATUSES = frozenset({"pending", "executing", "executed", "failed", "rejected", "expired"})
-MASTER_KEY_OPERATIONS = ("generate", "rotate", "backup", "restore")
 
 
 async def _object(request: Request, runtime: Runtime, allowed: frozenset[str]) -> dict[str, Any]:
@@ -96,11 +95,24 @@ async def export_key(runtime: Runtime, request: Request) -> Response:
     return await submit(runtime, request, "keys.export", params, reason)
 
 
+# What each master-key request may carry besides its reason; the executors
+# (kmsframe.approval_executors) check the values when the request is submitted.
+MASTER_KEY_PARAMS: dict[str, tuple[frozenset[str], str]] = {
+    "generate": (frozenset({"custodians"}), "NewMasterKeyRequest?"),
+    "rotate": (frozenset({"custodians"}), "NewMasterKeyRequest?"),
+    "backup": (frozenset({"shares", "threshold"}), "BackupRequest"),
+    "restore": (frozenset({"tokens", "make_current"}), "RestoreRequest?"),
+}
+
+
 def master_key_endpoint(runtime: Runtime, verb: str) -> Any:
+    fields = MASTER_KEY_PARAMS[verb][0]
+
     async def endpoint(request: Request) -> Response:
-        obj = await _object(request, runtime, frozenset({"reason"}))
+        obj = await _object(request, runtime, fields | {"reason"})
         reason = string(obj, "reason", required=False, default="", max_length=1024)
-        return await submit(runtime, request, f"mk.{verb}", {}, reason)
+        params = {name: obj[name] for name in fields if obj.get(name) is not None}
+        return await submit(runtime, request, f"mk.{verb}", params, reason)
 
     return endpoint
 
@@ -181,10 +193,10 @@ def routes(runtime: Runtime) -> list[KmsRoute]:
           "audit.verify", {"summary": "Verify the audit log's chain, seals and anchors",
                            "response": "AuditVerification"}),
     ]
-    for verb in MASTER_KEY_OPERATIONS:
+    for verb, (_, schema) in MASTER_KEY_PARAMS.items():
         table.append(r(f"/v1/master-keys/{verb}", master_key_endpoint(runtime, verb), "POST",
                        f"mk.{verb}", f"mk.{verb}",
                        {"summary": f"Request a master-key {verb} ceremony (202: pending; "
                                    f"3 security admins + 1 operator by default)",
-                        "request": "ReasonRequest?", "response": "Approval", "status": 202}))
+                        "request": schema, "response": "Approval", "status": 202}))
     return table

@@ -30,7 +30,7 @@ from kmsframe.secrets import KeyMaterial, Secret
 
 from . import blobs, shares
 from .settings import Pkcs11Settings
-from .token import MECHANISM_OF, MasterKeyMissing, Token, TokenDown
+from .token import MECHANISM_OF, NO_SUCH_TOKEN, MasterKeyMissing, Token, TokenDown
 
 log = logging.getLogger(__name__)
 BACKEND_ID = "pkcs11"
@@ -95,9 +95,14 @@ class Pkcs11Hsm:
 
     @staticmethod
     def _connect_at_startup(token: Token) -> None:
-        # A few quick retries: once in 18 starts of two uvicorn workers on one
-        # fresh SoftHSM2 token a worker could not open it (cause not found);
-        # a startup failure kills the whole server, so try again briefly.
+        # SoftHSM2 reads its token directory once, in C_Initialize. When two
+        # workers start on one token, one may initialise while the other is
+        # rewriting the token's files (logging in, making its first objects);
+        # it then sees no such token, and retrying without initialising the
+        # library again can never succeed (reproduced: 1 start in 25 failed
+        # even with retries). So a missing token re-initialises the library
+        # (this process's sessions of it reopen on their next call) and tries
+        # again; a start that fails kills the whole server.
         for attempt in range(STARTUP_ATTEMPTS):
             try:
                 token.connect()
@@ -107,6 +112,8 @@ class Pkcs11Hsm:
                     raise
                 log.warning("HSM token %r did not open (%s); retrying", token.label, exc.reason)
                 time.sleep(0.2 * (attempt + 1))
+                if exc.reason == NO_SUCH_TOKEN and token.library is not None:
+                    token.library.reinitialize()
 
     def _check_mechanism(self, token: Token) -> None:
         mechanism = int(MECHANISM_OF[self.scheme])

@@ -144,8 +144,8 @@ class Token:
                 self.hardware = bool(token.slot.flags & pkcs11.SlotFlag.HW_SLOT)
                 self.model = f"{token.manufacturer_id} {token.model}".strip()
             except p11.NoSuchToken:
-                self._mark_down("no token with this label")
-                raise TokenDown(self.label, "no token with this label") from None
+                self._mark_down(NO_SUCH_TOKEN)
+                raise TokenDown(self.label, NO_SUCH_TOKEN) from None
             except CONFIG_ERRORS as exc:
                 self._mark_down(type(exc).__name__)
                 self._refused = type(exc).__name__
@@ -423,6 +423,7 @@ class Token:
 
 
 NOT_INITIALIZED = "library not initialized"
+NO_SUCH_TOKEN = "no token with this label"
 
 
 def _reason(exc: Exception) -> str:

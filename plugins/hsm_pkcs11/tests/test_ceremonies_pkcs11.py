@@ -1,5 +1,5 @@
-"""Master-key ceremonies on SoftHSM2: rotation under live traffic, the CLI,
-restore into a replacement token, retiring the old key."""
+"""Master-key ceremonies on SoftHSM2: rotation under live traffic, the CLI
+under dual control, restore into a replacement token, retiring the old key."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ from kmsframe.cli import main
 from kmsframe.config import DeploymentConfig
 from kmsframe.deployment import Deployment
 from kmsframe.errors import Conflict, InvalidRequest
+from kmsframe.testing.people import approved_master_key_request
+
+
+def approved(toml, operation: str, params: dict | None = None) -> str:
+    """The id of an ``operation`` request the default quorum approved."""
+    with Deployment.open(DeploymentConfig.load(toml)) as d:
+        request = approved_master_key_request(d, operation, params)
+    assert request.status == "executed", request
+    assert request.result["ceremony"] == f"kmsframe hsm {operation[3:]} --approval {request.id}"
+    return request.id
 
 
 @pytest.mark.parametrize("mechanism", ["aes-gcm", "aes-key-wrap-pad"])
@@ -89,8 +99,8 @@ def test_cli_ceremony_with_shares_and_replacement_token(make_realm, key_label, t
     assert result.exit_code == 0, result.output
     text = runner.invoke(main, ["--config", str(pair), "encrypt", "payments", "4111"]).output.strip()
 
-    result = runner.invoke(main, ["--config", str(pair), "hsm", "rotate", "--shares", "3",
-                                  "--threshold", "2"])
+    rotation = approved(pair, "mk.rotate", {"custodians": {"shares": 3, "threshold": 2}})
+    result = runner.invoke(main, ["--config", str(pair), "hsm", "rotate", "--approval", rotation])
     assert result.exit_code == 0, result.output
     shares = [line.split(": ", 1)[1] for line in result.output.splitlines()
               if line.startswith("custodian share: ")]
@@ -112,8 +122,9 @@ def test_cli_ceremony_with_shares_and_replacement_token(make_realm, key_label, t
         path = tmp_path / f"share{i}"
         path.write_text(share + "\n")
         files += ["--share-file", str(path)]
+    restore = approved(replaced, "mk.restore", {"tokens": ["kms-b"]})
     result = runner.invoke(main, ["--config", str(replaced), "hsm", "restore", *files,
-                                  "--token", "kms-b"])
+                                  "--approval", restore])
     assert result.exit_code == 0, result.output
     assert '"loaded_into": [\n    "kms-b"\n  ]' in result.output
     # Only kms-b (the replacement) now serves: kms-a is taken away.
@@ -134,11 +145,17 @@ def test_cli_restore_refuses_too_few_shares(make_realm, key_label, tmp_path) -> 
                  if "share:" in line)
     path = tmp_path / "one"
     path.write_text(share)
+    restore = approved(toml, "mk.restore")
     result = CliRunner().invoke(main, ["--config", str(toml), "hsm", "restore",
-                                       "--share-file", str(path)])
+                                       "--share-file", str(path), "--approval", restore])
     assert result.exit_code == 1
     assert "needs 3 distinct shares" in result.output
     assert share.split(":")[5] not in result.output
+    # The failed ceremony spent its approval: trying again needs a new one.
+    result = CliRunner().invoke(main, ["--config", str(toml), "hsm", "restore",
+                                       "--share-file", str(path), "--approval", restore])
+    assert result.exit_code == 1
+    assert f"request {restore} was already used (failed)" in result.output
 
 
 @pytest.mark.parametrize("mechanism", ["aes-gcm", "aes-key-wrap-pad"])
@@ -153,8 +170,9 @@ def test_backup_reshares_for_new_custodians(make_realm, key_label, tmp_path, mec
     for i, share in enumerate(old[:2]):
         (tmp_path / f"old{i}").write_text(share)
         files += ["--share-file", str(tmp_path / f"old{i}")]
+    backup = approved(toml, "mk.backup", {"shares": 5, "threshold": 3})
     result = runner.invoke(main, ["--config", str(toml), "hsm", "backup", *files,
-                                  "--shares", "5", "--threshold", "3"])
+                                  "--approval", backup])
     assert result.exit_code == 0, result.output
     new = [line.split(": ", 1)[1] for line in result.output.splitlines()
            if line.startswith("custodian share: ")]
@@ -170,7 +188,12 @@ def test_backup_reshares_for_new_custodians(make_realm, key_label, tmp_path, mec
                                                str(tmp_path / "d" / "kms.db")))
     for i, share in enumerate(new[2:]):
         (tmp_path / f"new{i}").write_text(share)
-    result = runner.invoke(main, ["--config", str(other), "hsm", "restore"] +
+    # Token kms-b is blank and alone: nobody's second factor can be checked, so
+    # the approval path is closed and disaster recovery is open — and only then.
+    refused = runner.invoke(main, ["--config", str(toml), "hsm", "restore",
+                                   "--disaster-recovery", "--share-file", str(tmp_path / "new0")])
+    assert refused.exit_code == 1 and "still holds the master key" in refused.output
+    result = runner.invoke(main, ["--config", str(other), "hsm", "restore", "--disaster-recovery"] +
                            [x for i in range(3) for x in ("--share-file", str(tmp_path / f"new{i}"))])
     assert result.exit_code == 0, result.output
     assert runner.invoke(main, ["--config", str(other), "decrypt", "k", text]).output.strip() == \
@@ -200,9 +223,9 @@ def test_cli_status_and_master_keys(make_realm, key_label, tmp_path) -> None:
     toml = deployment_toml(tmp_path, [(a, "kms-a")], key_label)
     runner = CliRunner()
     assert runner.invoke(main, ["--config", str(toml), "init"]).exit_code == 0
-    generated = runner.invoke(main, ["--config", str(toml), "hsm", "generate"])
-    assert generated.exit_code == 0
-    new_id = generated.output.split()[2]
+    with Deployment.open(DeploymentConfig.load(toml)) as d:  # in the token, once approved
+        generated = approved_master_key_request(d, "mk.generate")
+    new_id = generated.result["master_key_id"]
     result = runner.invoke(main, ["--config", str(toml), "hsm", "master-keys"])
     assert result.exit_code == 0, result.output
     keys = json.loads(result.output)["kms-a"]
@@ -212,3 +235,61 @@ def test_cli_status_and_master_keys(make_realm, key_label, tmp_path) -> None:
     assert status["backend"] == "pkcs11" and status["ready"] is True
     assert status["master_key_id"] == new_id and new_id in {k["id"] for k in keys}
     assert status["tokens"][0]["label"] == "kms-a" and status["tokens"][0]["up"] is True
+
+
+def test_each_approval_runs_one_ceremony_and_no_share_is_kept(make_realm, key_label,
+                                                              tmp_path) -> None:
+    import json
+
+    a = make_realm("kms-a")
+    toml = deployment_toml(tmp_path, [(a, "kms-a")], key_label)
+    runner = CliRunner()
+    assert runner.invoke(main, ["--config", str(toml), "init"]).exit_code == 0
+
+    def hsm(*args: str):
+        return runner.invoke(main, ["--config", str(toml), "hsm", *args])
+
+    generate = approved(toml, "mk.generate", {"custodians": {"shares": 3, "threshold": 2}})
+    # An approval is for its own operation only, and a backup cannot start without one.
+    refused = hsm("rotate", "--approval", generate)
+    assert refused.exit_code == 1
+    assert f"request {generate} approved mk.generate, not mk.rotate" in refused.output
+    assert hsm("backup", "--prompt", "2").exit_code == 2
+    result = hsm("generate", "--approval", generate)
+    assert result.exit_code == 0, result.output
+    shares = [line.split(": ", 1)[1] for line in result.output.splitlines()
+              if line.startswith("custodian share: ")]
+    mk_id = result.output.split()[2]
+    assert len(shares) == 3 and all(f":{mk_id}:" in s for s in shares)
+    assert json.loads(hsm("status").output)["master_key_id"] == mk_id
+    again = hsm("generate", "--approval", generate)
+    assert again.exit_code == 1 and "was already used (done)" in again.output
+    assert json.loads(hsm("status").output)["master_key_id"] == mk_id
+
+    # Back up with custodians typing two shares; new shares for 4 custodians.
+    backup = approved(toml, "mk.backup", {"shares": 4, "threshold": 2})
+    result = hsm("backup", "--approval", backup, "--prompt", "2")
+    assert result.exit_code == 1  # no input: nothing typed, the prompt aborts
+    result = runner.invoke(main, ["--config", str(toml), "hsm", "backup", "--approval", backup,
+                                  "--prompt", "2"], input=f"{shares[0]}\n{shares[2]}\n")
+    assert result.exit_code == 0, result.output
+    new = [line.split(": ", 1)[1] for line in result.output.splitlines()
+           if line.startswith("custodian share: ")]
+    assert len(new) == 4
+
+    # Everything the deployment stored or logged: approvals, tickets, audit.
+    with Deployment.open(DeploymentConfig.load(toml)) as d:
+        stored = json.dumps([doc.data for kind in ("approval", "ceremony_ticket")
+                             for doc in d.storage.list(kind)])
+        d.access.audit.flush()
+    kept = stored + "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*")
+                            if p.is_file() and p.suffix in (".jsonl", ".log", ".json"))
+    for share in shares + new:
+        assert share.split(":")[5] not in kept
+    assert '"status": "done"' in stored and '"outcome": "ok"' in stored
+    audit = [json.loads(line) for p in tmp_path.rglob("*.jsonl") for line in p.read_text().splitlines()]
+    ran = [(r["action"], r["outcome"]) for r in audit
+           if r.get("actor") in (f"approval:{generate}", f"approval:{backup}")
+           and r["action"].startswith("mk.")]
+    assert ran.count(("mk.generate", "ok")) == 1 and ("mk.generate", "permission_denied") in ran
+    assert ("mk.backup", "ok") in ran
