@@ -155,7 +155,7 @@ def main() -> int:
     modes = [None if t == "default" else int(t) for t in args.threads.split(",")]
     results: dict[str, dict[str, tuple[dict, dict]]] = {}
     for threads in modes:
-        mode = "inline" if threads == 0 else f"pool({threads or 'cores'})"
+        mode = "inline" if threads == 0 else f"pool({threads or 'default'})"
         data = tmp / mode.replace("(", "-").replace(")", "")
         data.mkdir()
         config = data / "kms.toml"
