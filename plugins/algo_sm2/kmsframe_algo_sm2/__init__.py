@@ -25,6 +25,14 @@ public keys are SubjectPublicKeyInfo PEM. Key pairs come from GmSSL's
 generator (the OS CSPRNG): the binding has no call to derive the public point
 from a scalar drawn elsewhere. Every loaded key pair is checked once by a
 sign-and-verify, so a mismatched public key is refused at load.
+
+GmSSL prints ``file.c:line:function():`` to the process's stderr for every input
+it rejects (compiled in: ``#define DEBUG 1`` in gmssl/error.h; the binding has no
+switch, and redirecting file descriptor 2 around a call would swallow other
+threads' output). :func:`plausible_signature` and :func:`plausible_ciphertext`
+refuse malformed input first, silently; only a well-formed signature that does
+not verify, or a well-formed ciphertext whose C3 does not match, still reaches
+GmSSL's arithmetic and prints two lines.
 """
 
 from __future__ import annotations
