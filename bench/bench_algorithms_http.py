@@ -9,6 +9,7 @@ plaintexts (32 bytes for public-key encryption). Prints req/s, p50 and p99.
 The baseline is the same run's ``aes-256-gcm`` encrypt.
 
     uv run python bench/bench_algorithms_http.py [--duration 3] [--rounds 3] [--connections 32]
+        [--crypto-threads N]
 """
 
 from __future__ import annotations
@@ -54,13 +55,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def call(url: str, token: str, body: dict | None = None) -> dict:
+def call(url: str, token: str, body: dict | None = None, method: str | None = None) -> dict:
     req = urllib.request.Request(
         url, data=None if body is None else json.dumps(body).encode(),
-        method="GET" if body is None else "POST",
+        method=method or ("GET" if body is None else "POST"),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(req) as r:
         return json.loads(r.read())
+
+
+OPERATIONS = {"encrypt": ["encrypt", "decrypt"], "sign": ["sign", "verify"],
+              "mac": ["mac", "verify"]}
+
+
+def bind(base: str, key: str, app_id: str, purpose: str) -> None:
+    """Let the bench app use ``key`` (only bound apps may; the check is on the measured path)."""
+    call(f"{base}/v1/keys/{key}/apps/{app_id}", ROOT, {"operations": OPERATIONS[purpose]},
+         method="PUT")
 
 
 def _ms(text: str) -> float:
@@ -91,6 +102,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--crypto-threads", type=int, default=None,
+                        help="serve --crypto-threads (0: every operation on the event loop)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -108,7 +121,9 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(args.workers)],
+    threads = [] if args.crypto_threads is None else ["--crypto-threads", str(args.crypto_threads)]
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--workers", str(args.workers),
+                             *threads],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "KMSFRAME_ROOT_TOKEN": ROOT})
     rows: list[tuple[str, str, dict]] = []
@@ -121,11 +136,13 @@ def main() -> int:
             except Exception:  # noqa: BLE001 - not up yet
                 time.sleep(0.1)
         time.sleep(0.5 * args.workers)
-        token = call(base + "/v1/apps", ROOT, {"name": "bench"})["token"]
+        app = call(base + "/v1/apps", ROOT, {"name": "bench"})
+        token = app["token"]
         for algorithm, purpose, ops in CASES:
             name = f"{algorithm}-{purpose}"
             call(base + "/v1/keys", ROOT, {"name": name, "algorithm": algorithm,
                                            "purpose": purpose})
+            bind(base, name, app["id"], purpose)
             data = base64.b64encode(os.urandom(32 if purpose == "encrypt" and algorithm in (
                 "sm2", "rsa-2048") else 64)).decode()
             for op in ops:
@@ -168,7 +185,9 @@ def main() -> int:
         log.close()
     baseline = next(r["rps"] for a, op, r in rows if (a, op) == ("aes-256-gcm", "encrypt"))
     print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds} rounds; "
-          f"{args.workers} uvicorn workers; {os.cpu_count()} cores (wrk shares them); "
+          f"{args.workers} uvicorn workers, crypto threads "
+          f"{'default' if args.crypto_threads is None else args.crypto_threads}; "
+          f"{os.cpu_count()} cores (wrk shares them); "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'algorithm':<20}{'operation':<12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'× aes enc':>11}{'non-2xx':>9}")

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from .model import Purpose, WrappedKey
+from .model import Operation, Purpose, WrappedKey
 from .secrets import KeyMaterial
 
 # ---------------------------------------------------------------------------
@@ -60,7 +60,14 @@ class Algorithm(Protocol):
       refuses an encryption context instead of silently ignoring it;
     * ``min_plaintext_size`` / ``max_plaintext_size`` (default 0 / None) —
       bounds of public-key encryption; outside them ``encrypt`` raises
-      :class:`kmsframe.errors.InvalidRequest`.
+      :class:`kmsframe.errors.InvalidRequest`;
+    * ``slow_operations`` (a frozenset of :class:`~kmsframe.model.Operation`;
+      default: every operation for a public-key algorithm, none for a
+      symmetric one, see :func:`slow_operations`) — the operations that take
+      long enough (more than about 0.1 ms, a few AES calls; an RSA-4096
+      signature takes milliseconds) that a transport runs them in its thread
+      pool rather than on its event loop, where they would stall every other
+      request of the worker.
     """
 
     id: str
@@ -72,6 +79,20 @@ class Algorithm(Protocol):
     def generate(self, random_bytes: Callable[[int], bytes]) -> KeyMaterial: ...
 
     def load(self, material: KeyMaterial) -> KeyHandle: ...
+
+
+def slow_operations(algorithm: Algorithm) -> frozenset[Operation]:
+    """The operations of ``algorithm`` that transports keep off their event loop.
+
+    What the algorithm declares in ``slow_operations``; otherwise every
+    operation of a public-key algorithm (one that signs, or encrypts without
+    binding associated data) and none of a symmetric one.
+    """
+    declared = getattr(algorithm, "slow_operations", None)
+    if declared is not None:
+        return frozenset(Operation(op) for op in declared)
+    public_key = Purpose.SIGN in algorithm.purposes or not getattr(algorithm, "binds_aad", True)
+    return frozenset(Operation) if public_key else frozenset()
 
 
 # ---------------------------------------------------------------------------

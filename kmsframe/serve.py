@@ -69,8 +69,24 @@ def app_factory() -> Any:
         max_body_bytes=int(spec.get("max_body_bytes") or loaded.http.get("max_body_bytes")
                            or HttpSettings().max_body_bytes),
         root_token=Secret.from_text(root) if root else None,
-        fast_path=spec.get("fast_path", True))
+        fast_path=spec.get("fast_path", True),
+        crypto_threads=_crypto_threads(spec.get("crypto_threads"),
+                                       loaded.http.get("crypto_threads"), spec.get("workers")))
     return build_app(lambda: Deployment.open(loaded), settings)
+
+
+def _crypto_threads(option: int | None, configured: Any, workers: int | None) -> int | None:
+    """``--crypto-threads``, else ``[http] crypto_threads``, else the cores shared
+    out among the workers (at least one each): more threads than cores only
+    take CPU from the event loops (see docs/performance.md)."""
+    value = option if option is not None else configured
+    if value is None:
+        return max(1, (os.cpu_count() or 1) // (workers or 1))
+    if type(value) is not int or value < 0:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError("http.crypto_threads must be a whole number, 0 or more")
+    return value
 
 
 @click.command()
@@ -95,6 +111,9 @@ def app_factory() -> Any:
 @click.option("--max-body-bytes", default=None, type=int, help="Largest request body accepted.")
 @click.option("--no-fast-path", is_flag=True, hidden=True,
               help="Serve the crypto routes through the full starlette stack (for tests).")
+@click.option("--crypto-threads", default=None, type=click.IntRange(min=0),
+              help="Threads per worker for slow public-key operations (default: the "
+                   "cores divided among the workers; 0 runs them on the event loop).")
 @click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
@@ -103,7 +122,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int | None,
           serve_data_dir: str | None, serve_config: str | None, tls_cert: str | None,
           tls_key: str | None, tls_client_ca: str | None, insecure_no_tls: bool, dev: bool,
           root_token: str | None, max_body_bytes: int | None, no_fast_path: bool,
-          access_log: bool,
+          crypto_threads: int | None, access_log: bool,
           log_level: str) -> None:
     """Serve the HTTP API (see docs/http.md)."""
     import uvicorn
@@ -142,7 +161,8 @@ def serve(ctx: click.Context, host: str, port: int, workers: int | None,
         "config": str(Path(obj.config_path).resolve()) if obj.config_path else None,
         "data_dir": str(obj.data_dir.resolve()),
         "max_body_bytes": max_body_bytes, "log_level": log_level,
-        "fast_path": not no_fast_path})
+        "fast_path": not no_fast_path, "crypto_threads": crypto_threads,
+        "workers": workers or os.cpu_count() or 1})
     n = workers or os.cpu_count() or 1
     scheme = "https" if tls_cert else "http"
     click.echo(f"kmsframe: serving on {scheme}://{host}:{port} with {n} worker(s)", err=True)

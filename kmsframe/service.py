@@ -34,6 +34,7 @@ from .errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    UnsupportedAlgorithm,
     VersionNotFound,
     VersionNotUsable,
 )
@@ -52,7 +53,7 @@ from .model import (
     VersionState,
 )
 from .plugins import PluginHost
-from .providers import HsmBackend, KeyHandle
+from .providers import HsmBackend, KeyHandle, slow_operations
 from .secrets import KeyMaterial
 
 T = TypeVar("T")
@@ -161,6 +162,7 @@ class KeyService:
         # Set by the deployment's access control to audit every stored change
         # (see kmsframe.access.control).
         self.on_change: Callable[[Key, Sequence[HistoryEntry]], None] | None = None
+        self._slow_operations: dict[str, frozenset[Operation]] = {}  # by algorithm id
 
     # =====================================================================
     # Management
@@ -436,6 +438,23 @@ class KeyService:
             return False
         entry = self.cache.entries.get(name)
         return entry is not None and entry.deadline >= self.cache.clock()
+
+    def is_slow(self, name: str, op: Operation) -> bool:
+        """True when the algorithm of the cached key ``name`` declares ``op``
+        slow (:func:`kmsframe.providers.slow_operations`): transports then run
+        the call off their event loop. False for a key not in the cache."""
+        entry = self.cache.entries.get(name)
+        if entry is None:
+            return False
+        algorithm = entry.key.algorithm
+        slow = self._slow_operations.get(algorithm)
+        if slow is None:
+            try:
+                slow = slow_operations(self.plugins.algorithm(algorithm))
+            except UnsupportedAlgorithm:
+                slow = frozenset()  # the call itself reports the missing plugin
+            self._slow_operations[algorithm] = slow
+        return op in slow
 
     def _drop_cache(self) -> None:
         self._seen_change = bytes(self._change_view[:8])

@@ -7,9 +7,11 @@ so every worker has its own HSM session, store connections and key cache.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import attrs
+from anyio import CapacityLimiter
 
 from ..apps import AppRegistry
 from ..deployment import Deployment
@@ -28,6 +30,11 @@ class HttpSettings:
     # Serve the crypto routes through kmsframe.http.fastpath (same behaviour,
     # fewer layers); off only to compare, or to test the full stack.
     fast_path: bool = True
+    # Threads per worker for crypto operations their algorithm declares slow
+    # (public-key signatures and decryption); None: one per core (`serve`
+    # divides the cores among its workers). 0 runs them
+    # on the event loop (the behaviour before; kept to measure against).
+    crypto_threads: int | None = None
 
 
 class Runtime:
@@ -41,6 +48,13 @@ class Runtime:
         self.exchange: MetricsExchange | None = None
         self.scheduler: Scheduler | None = None
         self.poller: StorePoller | None = None
+        threads = settings.crypto_threads
+        if threads is None:
+            threads = os.cpu_count() or 1
+        # Bounded, and apart from the default pool (cold keys, blocking
+        # routes): a burst of RSA signatures queues here instead of starting
+        # dozens of threads that would take the CPU from the event loop.
+        self.crypto_limiter = CapacityLimiter(threads) if threads > 0 else None
 
     def open(self) -> None:
         deployment = self.factory()

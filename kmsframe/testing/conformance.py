@@ -38,8 +38,8 @@ from ..errors import (
     NotFound,
     OperationNotAllowed,
 )
-from ..model import Purpose, WrappedKey
-from ..providers import Algorithm, HsmBackend, KeyHandle, Storage
+from ..model import Operation, Purpose, WrappedKey
+from ..providers import Algorithm, HsmBackend, KeyHandle, Storage, slow_operations
 from ..secrets import KeyMaterial
 
 STABLE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
@@ -174,6 +174,15 @@ class AlgorithmConformance:
         assert isinstance(algorithm, Algorithm)
         assert STABLE_ID.match(algorithm.id), algorithm.id
         assert algorithm.purposes and algorithm.purposes <= set(Purpose)
+
+    def test_declared_slow_operations_are_operations(self, algorithm: Algorithm) -> None:
+        """``slow_operations``, when declared, names operations (transports read it
+        to keep those calls off their event loop); a typo must not pass silently."""
+        declared = getattr(algorithm, "slow_operations", None)
+        if declared is not None:
+            assert isinstance(declared, frozenset), type(declared)
+            assert all(isinstance(op, Operation) for op in declared), declared
+        assert slow_operations(algorithm) <= set(Operation)
 
     def test_generated_material_is_sealed_and_fresh(self, algorithm: Algorithm) -> None:
         a, b = algorithm.generate(os.urandom), algorithm.generate(os.urandom)

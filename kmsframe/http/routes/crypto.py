@@ -2,10 +2,19 @@
 
 These are the hot path, so each is a plain ASGI endpoint (no ``Request``
 object): read the body once, parse with orjson, call the in-process
-:class:`~kmsframe.service.KeyService` directly on the event loop when the key
-is cached (an AES-GCM call takes microseconds; a thread hop would cost more
-than the work) and in the thread pool when it is not (that call reads the
-store), and write the response with fixed headers.
+:class:`~kmsframe.service.KeyService`, and write the response with fixed
+headers. Where the call runs:
+
+* on the event loop when the key is cached and its algorithm does not declare
+  the operation slow (an AES-GCM call takes microseconds; a thread hop would
+  cost more than the work);
+* in the default thread pool when the key is not cached (the call reads the
+  store, maybe unwraps in an HSM);
+* in the runtime's bounded crypto pool when the algorithm declares the
+  operation slow (:func:`kmsframe.providers.slow_operations`: an RSA-4096
+  signature takes milliseconds, during which the loop would serve no one).
+  A batch goes there as one job: per-item hops measured no better (see
+  ``docs/performance.md``).
 
 A body ``{"items": [...]}`` is a batch: each item has the single call's shape
 and its result is either the single call's response or
@@ -21,11 +30,13 @@ from time import time
 from typing import Any
 
 import orjson
+from anyio import to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from ...authorization import Principal, request_source
 from ...errors import KmsError, PayloadTooLarge, PermissionDenied
+from ...model import Operation
 from ...service import KeyService
 from ..body import base64_field, boolean, context_field, integer, read_json, string
 from ..errors import ValidationFailed, error_object, status_for
@@ -123,6 +134,8 @@ class CryptoEndpoint:
         self.op = op
         self.shortcut = shortcut
         self.limit = runtime.settings.max_body_bytes
+        # Checking a MAC is the key service's "verify" operation (model.Operation).
+        self.operation = Operation.VERIFY if op == "verify-mac" else Operation(op)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_json(scope, receive, self.limit)
@@ -135,13 +148,17 @@ class CryptoEndpoint:
         batch = type(body) is dict and "items" in body
         token = request_source.set(source)  # for per-key source-range conditions
         try:
-            if service.is_warm(name):
-                out = self.serve(batch, service, name, body, principal, source)
-            else:
+            if not service.is_warm(name):
                 # A cold cache means a store read (and an HSM unwrap): off the
                 # loop, so one slow or unreachable store cannot stall the worker.
                 out = await run_in_threadpool(self.serve, batch, service, name, body,
                                               principal, source)
+            elif (limiter := self.runtime.crypto_limiter) is not None \
+                    and service.is_slow(name, self.operation):
+                out = await to_thread.run_sync(self.serve, batch, service, name, body,
+                                               principal, source, limiter=limiter)
+            else:
+                out = self.serve(batch, service, name, body, principal, source)
         finally:
             request_source.reset(token)
         await send_json(send, 200, orjson.dumps(out))

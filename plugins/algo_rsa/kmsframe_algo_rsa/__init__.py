@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import kmsframe
 from kmsframe.errors import DecryptionFailed, InvalidRequest, OperationNotAllowed
-from kmsframe.model import Purpose
+from kmsframe.model import Operation, Purpose
 from kmsframe.secrets import KeyMaterial
 
 PUBLIC_EXPONENT = 65537
@@ -134,6 +134,9 @@ class RsaAlgorithm:
 
     binds_aad = False
     data_key_size = None
+    # Private-key operations take milliseconds (RSA-4096 sign: about 2-10 ms);
+    # OpenSSL releases the GIL for them, so in threads they even run in parallel.
+    slow_operations = frozenset(Operation)
 
     def __init__(self, bits: int, *, pkcs1v15: bool = False) -> None:
         self.bits = bits

@@ -144,3 +144,38 @@ def parse_private_key_der(der: bytes) -> tuple[bytes, bytes]:
     if public is None:
         raise DerError("the PKCS#8 key lacks its public key")
     return inner[1][1], public
+
+
+# ---------------------------------------------------------------------------
+# Signatures and ciphertexts: checked here before GmSSL sees them
+# ---------------------------------------------------------------------------
+#
+# GmSSL is built with its error trace on (``#define DEBUG 1`` in
+# gmssl/error.h, no run-time switch): every input it rejects prints
+# ``file.c:line:function():`` lines on the process's stderr. Malformed
+# signatures and ciphertexts are refused here instead, silently; see the
+# package docstring for what still reaches GmSSL.
+
+def _integer(tag: int, value: bytes) -> int:
+    """A non-negative DER INTEGER in minimal form."""
+    if tag != 0x02 or not value or value[0] & 0x80 \
+            or (len(value) > 1 and value[0] == 0 and not value[1] & 0x80):
+        raise DerError("not a minimal non-negative INTEGER")
+    return int.from_bytes(value, "big")
+
+
+def parse_signature(der: bytes) -> tuple[int, int]:
+    """``(r, s)`` from a DER ``SEQUENCE { INTEGER r, INTEGER s }``."""
+    items = _sequence_items(_one(der, 0x30))
+    if len(items) != 2:
+        raise DerError("a signature is two INTEGERs")
+    return _integer(*items[0]), _integer(*items[1])
+
+
+def parse_ciphertext(der: bytes) -> tuple[int, int, bytes, bytes]:
+    """``(x, y, C3, C2)`` from DER ``SEQUENCE { INTEGER x, INTEGER y,
+    OCTET STRING C3, OCTET STRING C2 }`` (GM/T 0009 §7.2)."""
+    items = _sequence_items(_one(der, 0x30))
+    if len(items) != 4 or items[2][0] != 0x04 or items[3][0] != 0x04:
+        raise DerError("not an SM2 ciphertext")
+    return _integer(*items[0]), _integer(*items[1]), items[2][1], items[3][1]
