@@ -43,8 +43,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(url: str, token: str, body: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+def post(url: str, token: str, body: dict, method: str = "POST") -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method, headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
@@ -104,7 +104,11 @@ def main() -> None:
         try:
             wait_up(url + "/healthz")
             post(url + "/v1/keys", ROOT_TOKEN, {"name": "bench"})
-            token = post(url + "/v1/apps", ROOT_TOKEN, {"name": "bench-app"})["token"]
+            app = post(url + "/v1/apps", ROOT_TOKEN, {"name": "bench-app"})
+            token = app["token"]
+            # Only apps bound to a key may use it.
+            post(url + f"/v1/keys/bench/apps/{app['id']}", ROOT_TOKEN,
+                 {"operations": ["encrypt"]}, method="PUT")
             body = json.dumps({"plaintext": base64.b64encode(os.urandom(64)).decode()})
             post(url + "/v1/keys/bench/encrypt", token, json.loads(body))
             script = root / f"{case}.lua"
