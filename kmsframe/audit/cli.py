@@ -77,16 +77,18 @@ def verify(ctx: Any, as_json: bool) -> None:
 @click.option("--user", default=None)
 @click.option("--action", default=None)
 @click.option("--outcome", default=None, help="ok, permission_denied ...")
+@click.option("--request-id", default=None, help="One management call's records.")
 @click.option("--since", default=None, help="UNIX seconds or ISO 8601.")
 @click.option("--until", default=None, help="UNIX seconds or ISO 8601.")
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.pass_obj
 def search_command(ctx: Any, key: str | None, app: str | None, user: str | None,
-                   action: str | None, outcome: str | None, since: str | None,
-                   until: str | None, limit: int) -> None:
+                   action: str | None, outcome: str | None, request_id: str | None,
+                   since: str | None, until: str | None, limit: int) -> None:
     """Print matching records (newest first) as JSON lines."""
     query = AuditQuery(key=key, app=app, user=user, action=action, outcome=outcome,
-                       since=_when(since), until=_when(until), limit=limit)
+                       request_id=request_id, since=_when(since), until=_when(until),
+                       limit=limit)
     with ctx.deployment() as d:
         readable = [s for s in d.access.audit.sinks if isinstance(s, ReadableSink)]
         if not readable:

@@ -1,4 +1,4 @@
-"""Find audit records by key, app, user, action, outcome and time."""
+"""Find audit records by key, app, user, action, outcome, request and time."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ class AuditQuery:
     user: str | None = None
     action: str | None = None
     outcome: str | None = None
+    # One HTTP management call's records share it: started, changes, outcome.
+    request_id: str | None = None
     since: float | None = None
     until: float | None = None
     include_seals: bool = False
@@ -39,6 +41,8 @@ class AuditQuery:
         if self.action is not None and r.get("action") != self.action:
             return False
         if self.outcome is not None and r.get("outcome") != self.outcome:
+            return False
+        if self.request_id is not None and r.get("request_id") != self.request_id:
             return False
         at = r.get("at", 0)
         if self.since is not None and at < self.since:

@@ -27,6 +27,9 @@ def test_cli_audit_round_trip(tmp_path):
     assert actions == ["binding.set", "key.created"]
     code, out = run(d, "audit", "search", "--action", "users.create")
     assert json.loads(out.splitlines()[0])["target"] == "alice"
+    # Local changes carry no HTTP request id: the filter finds none of them.
+    code, out = run(d, "audit", "search", "--request-id", "0123456789abcdef")
+    assert code == 0 and out == ""
 
 
 def test_cli_audit_verify_fails_on_tampering(tmp_path):

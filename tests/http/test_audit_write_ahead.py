@@ -170,6 +170,14 @@ def test_search_shows_the_pair_and_reads_write_no_started_record(served: Served)
     ok = served.call("GET", "/v1/audit", params={"key": "k", "outcome": "ok",
                                                  "action": "keys.conditions"}).json()
     assert len(ok["records"]) == 1
+    # One call's records, whatever their action: started, the key's change, outcome.
+    one = served.call("GET", "/v1/audit",
+                      params={"request_id": changed[0]["request_id"]}).json()["records"]
+    assert {r["request_id"] for r in one} == {changed[0]["request_id"]}
+    assert [(r["action"], r["outcome"]) for r in one if r["action"] == "keys.conditions"] == \
+        [("keys.conditions", "ok"), ("keys.conditions", STARTED)]
+    assert len(one) >= 3, one  # the key's own history record is in it too
+    assert served.call("GET", "/v1/audit", params={"request_id": "nope"}).json()["records"] == []
 
 
 def test_a_failed_change_records_its_outcome_beside_its_started_record(served: Served) -> None:

@@ -129,7 +129,8 @@ def _time(request: Request, name: str) -> float | None:
 
 async def read_audit(runtime: Runtime, request: Request) -> Response:
     q = request.query_params
-    unknown = set(q) - {"key", "app", "user", "action", "outcome", "since", "until", "limit"}
+    unknown = set(q) - {"key", "app", "user", "action", "outcome", "request_id", "since",
+                        "until", "limit"}
     if unknown:
         raise ValidationFailed(f"unknown query parameters: {', '.join(sorted(unknown))}")
     try:
@@ -138,6 +139,7 @@ async def read_audit(runtime: Runtime, request: Request) -> Response:
         raise ValidationFailed("limit must be an integer") from None
     query = AuditQuery(key=q.get("key"), app=q.get("app"), user=q.get("user"),
                        action=q.get("action"), outcome=q.get("outcome"),
+                       request_id=q.get("request_id"),
                        since=_time(request, "since"), until=_time(request, "until"), limit=limit)
     log = runtime.deployment.access.audit
     readable = [s for s in log.sinks if isinstance(s, ReadableSink)]
@@ -187,7 +189,7 @@ def routes(runtime: Runtime) -> list[KmsRoute]:
           {"summary": "Request an export wrapped to a recipient's RSA key (202: pending)",
            "request": "ExportRequest", "response": "Approval", "status": 202}),
         r("/v1/audit", partial(read_audit, runtime), "GET", "audit.read", "audit.search",
-          {"summary": "Search the audit log by key, app, user, action, outcome and time",
+          {"summary": "Search the audit log by key, app, user, action, outcome, request_id and time",
            "response": "AuditRecords"}),
         r("/v1/audit/verify", partial(verify_audit, runtime), "GET", "audit.verify",
           "audit.verify", {"summary": "Verify the audit log's chain, seals and anchors",
