@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import click
 
+from .authorization import SYSTEM
 from .config import DeploymentConfig, embedded_config
 from .deployment import Deployment
 from .errors import KmsError
@@ -198,7 +199,7 @@ def keys_create(ctx: Context, name: str, algorithm: str, purpose: str | None,
             policy = RotationPolicy(_duration(rotation_period), _duration(notice))
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
-    with ctx.deployment() as d:
+    with ctx.deployment() as d, d.access.write_ahead(SYSTEM, "keys.create", key=name):
         key = d.service.create_key(name, algorithm=algorithm, purpose=purpose,
                                    rotation_policy=policy, description=description)
         _print_json(key.summary())
@@ -231,7 +232,8 @@ def keys_show(ctx: Context, name: str, history: bool) -> None:
 
 def _management(verb: str, doc: str, call: Callable[..., Any], *extra: Callable[[Any], Any]) -> None:
     def command(ctx: Context, name: str, reason: str | None, **kwargs: Any) -> None:
-        with ctx.deployment() as d:
+        with ctx.deployment() as d, d.access.write_ahead(SYSTEM, f"keys.{verb}", key=name,
+                                                        detail=reason):
             key = call(d.service, name, reason=reason, **kwargs)
             _print_json(key.summary())
 
@@ -270,7 +272,7 @@ def keys_run_scheduler(ctx: Context) -> None:
     from .scheduler import Scheduler
 
     with ctx.deployment() as d:
-        report = Scheduler(d.service).run_once()
+        report = Scheduler(d.service, write_ahead=d.access.write_ahead).run_once()
         _print_json({"announced": report.announced, "rotated": report.rotated,
                      "destroyed": report.destroyed, "failed": report.failed})
 

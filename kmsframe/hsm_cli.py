@@ -26,6 +26,7 @@ from . import ceremonies
 from .approval_executors import custodians
 from .approvals import approval_principal
 from .audit.records import AuditEvent
+from .authorization import SYSTEM
 from .ceremony_tickets import CeremonyTicket, CeremonyTickets
 from .errors import KmsError, PermissionDenied
 from .secrets import Secret
@@ -79,25 +80,30 @@ def _check(d: "Deployment", request_id: str, operation: str) -> CeremonyTicket:
 
 @contextmanager
 def _ceremony(d: "Deployment", ticket: CeremonyTicket) -> Iterator[Mapping[str, Any]]:
-    """Spend the ticket, run the body with its parameters, record the outcome."""
+    """Spend the ticket, run the body with its parameters, record the outcome
+    (on the ticket, and bracketed in the audit log like any management call)."""
     tickets = CeremonyTickets(d.storage)
-    claimed = tickets.claim(ticket.request_id, ticket.operation)
-    outcome = "internal_error"
-    try:
-        yield claimed.params
-        outcome = "ok"
-    except KmsError as exc:
-        outcome = exc.code
-        raise
-    finally:
-        tickets.finish(claimed, outcome)
-        _audit(d, ticket.request_id, ticket.operation, outcome)
+    with d.access.write_ahead(approval_principal(ticket.request_id), ticket.operation,
+                              target=ticket.request_id, detail=_HOST):
+        claimed = tickets.claim(ticket.request_id, ticket.operation)
+        outcome = "internal_error"
+        try:
+            yield claimed.params
+            outcome = "ok"
+        except KmsError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            tickets.finish(claimed, outcome)
+
+
+_HOST = f"ceremony on host {socket.gethostname()}"
 
 
 def _audit(d: "Deployment", request_id: str, operation: str, outcome: str) -> None:
     d.access.audit.record(AuditEvent.of(
         approval_principal(request_id), operation, at=time.time(), outcome=outcome,
-        target=request_id, detail=f"ceremony on host {socket.gethostname()}"))
+        target=request_id, detail=_HOST))
 
 
 def _new_master_key(ctx: Any, request_id: str, operation: str) -> None:
@@ -161,12 +167,14 @@ def rewrap(ctx: Any) -> None:
     Not under dual control: it changes no key and no master key, only
     finishes moving wrapped forms to the master key a ceremony made current.
     """
-    with ctx.deployment() as d:
+    with ctx.deployment() as d, d.access.write_ahead(SYSTEM, "mk.rewrap") as note:
         report = ceremonies.rewrap_working_keys(
             d.hsm, d.service.keys, actor="cli", on_changed=lambda name: d.service.signal.bump())
-        _print(report.as_dict())
         if not report.complete:
-            click.get_current_context().exit(2)
+            note.outcome = "partial"
+        _print(report.as_dict())
+    if not report.complete:
+        click.get_current_context().exit(2)
 
 
 @hsm.command("backup")
@@ -236,16 +244,8 @@ def _disaster_recovery(ctx: Any, d: "Deployment", tokens: tuple[str, ...],
         raise PermissionDenied("a configured token still holds the master key the data needs: "
                                "restore under an approved request (--approval)")
     shares = _read_shares(share_files, prompt_count)
-    outcome = "internal_error"
-    try:
+    with d.access.write_ahead(actor, "mk.restore", detail="custodian shares only"):
         result = ceremonies.restore_master_key(d.hsm, shares, token_labels=tokens)
-        outcome = "ok"
-    except KmsError as exc:
-        outcome = exc.code
-        raise
-    finally:
-        d.access.audit.record(AuditEvent(at=time.time(), actor=actor, action="mk.restore",
-                                         outcome=outcome, detail="custodian shares only"))
     _print(dict(result))
 
 
@@ -254,7 +254,7 @@ def _disaster_recovery(ctx: Any, d: "Deployment", tokens: tuple[str, ...],
 @click.pass_obj
 def retire(ctx: Any, master_key_id: str) -> None:
     """Destroy an old master key; refused while any key version still needs it."""
-    with ctx.deployment() as d:
+    with ctx.deployment() as d, d.access.write_ahead(SYSTEM, "mk.retire", target=master_key_id):
         _print({"retired": master_key_id,
                 "tokens": ceremonies.retire_master_key(d.hsm, d.service.keys, master_key_id)})
 

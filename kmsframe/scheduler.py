@@ -11,12 +11,20 @@ One pass (``run_once``) looks at every key:
 
 Every step is an optimistic update of the key, so several schedulers (one per
 node) may run at once: one wins each step and the others see nothing to do.
+
+Given ``write_ahead`` (:meth:`kmsframe.access.control.AccessControl.write_ahead`),
+each step it takes is bracketed like a management call: a durable ``started``
+record before it runs, then the outcome — ``ok``, ``nothing_due`` when another
+scheduler won the step, or the error's code.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import attrs
 
@@ -38,9 +46,11 @@ class PassReport:
 
 
 class Scheduler:
-    def __init__(self, service: KeyService, interval_seconds: float = 60.0) -> None:
+    def __init__(self, service: KeyService, interval_seconds: float = 60.0, *,
+                 write_ahead: Callable[..., AbstractContextManager[Any]] | None = None) -> None:
         self.service = service
         self.interval = interval_seconds
+        self.write_ahead = write_ahead
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -51,23 +61,35 @@ class Scheduler:
             try:
                 if key.status is KeyStatus.PENDING_DELETION and key.deletion_at is not None \
                         and key.deletion_at <= now:
-                    if self.service.destroy_if_due(key.name, actor=SCHEDULER) is not None:
+                    if self._step("keys.destroy", key.name, lambda name: self.service.
+                                  destroy_if_due(name, actor=SCHEDULER)):
                         destroyed.append(key.name)
                     continue
                 policy, due = key.rotation_policy, key.next_rotation_at
                 if key.status is not KeyStatus.ENABLED or policy is None or due is None:
                     continue
                 if now >= due:
-                    if self.service.rotate(key.name, actor=SCHEDULER, reason="scheduled rotation",
-                                           if_due=True) is not None:
+                    if self._step("keys.rotate", key.name, lambda name: self.service.rotate(
+                            name, actor=SCHEDULER, reason="scheduled rotation", if_due=True)):
                         rotated.append(key.name)
                 elif now >= due - policy.notice_seconds:
-                    if self.service.announce_rotation(key.name, actor=SCHEDULER) is not None:
+                    if self._step("keys.announce_rotation", key.name, lambda name: self.service.
+                                  announce_rotation(name, actor=SCHEDULER)):
                         announced.append(key.name)
             except KmsError as exc:
                 log.error("scheduler: %s failed: %s", key.name, exc.code)
                 failed.append(key.name)
         return PassReport(tuple(announced), tuple(rotated), tuple(destroyed), tuple(failed))
+
+    def _step(self, action: str, name: str, call: Callable[[str], Any]) -> bool:
+        """Run one due step (audited write-ahead if configured); did it act?"""
+        bracket = self.write_ahead(SCHEDULER, action, key=name) if self.write_ahead \
+            else nullcontext()
+        with bracket as note:
+            acted = call(name) is not None
+            if note is not None and not acted:
+                note.outcome = "nothing_due"
+        return acted
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="kmsframe-scheduler", daemon=True)

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ..access.users import new_password
+from ..authorization import SYSTEM
 
 
 @click.group("users")
@@ -35,10 +36,9 @@ def users_create(ctx: Any, name: str, roles: tuple[str, ...], password_file: str
             password, shown = f.read().rstrip("\r\n"), False
     else:
         password, shown = new_password(), True
-    with ctx.deployment() as d:
+    with ctx.deployment() as d, d.access.write_ahead(
+            SYSTEM, "users.create", target=name, detail=",".join(sorted(roles))):
         user, uri = d.access.users.create(name, password, frozenset(roles))
-        d.access.manage_record_local("users.create", target=name,
-                                     detail=",".join(sorted(user.roles)))
     click.echo(f"user {name} created with roles: {', '.join(sorted(user.roles)) or '-'}")
     if shown:
         click.echo(f"initial password (shown once): {password}")
@@ -56,7 +56,8 @@ def users_list(ctx: Any) -> None:
 
 def _user_change(verb: str, doc: str, with_role: bool) -> None:
     def command(ctx: Any, name: str, role: str | None = None) -> None:
-        with ctx.deployment() as d:
+        with ctx.deployment() as d, d.access.write_ahead(SYSTEM, f"users.{verb}", target=name,
+                                                        detail=role):
             directory = d.access.users
             if verb == "grant":
                 user = directory.grant(name, role)  # type: ignore[arg-type]
@@ -67,7 +68,6 @@ def _user_change(verb: str, doc: str, with_role: bool) -> None:
                 d.access.sessions.revoke_user(name)
             else:
                 user = directory.enable(name)
-            d.access.manage_record_local(f"users.{verb}", target=name, detail=role)
             click.echo(json.dumps(user.summary(), sort_keys=True))
 
     if with_role:
@@ -94,7 +94,7 @@ def bindings() -> None:
 @click.pass_obj
 def bindings_set(ctx: Any, key: str, app: str, operations: tuple[str, ...]) -> None:
     """Allow APP the OPERATIONS (encrypt decrypt rewrap datakey sign verify mac) on KEY."""
-    with ctx.deployment() as d:
+    with ctx.deployment() as d, d.access.write_ahead(SYSTEM, "keys.bind", key=key, target=app):
         k = d.service.bind_app(key, app, operations)
         click.echo(json.dumps(k.summary()["apps"], sort_keys=True))
 
@@ -105,7 +105,8 @@ def bindings_set(ctx: Any, key: str, app: str, operations: tuple[str, ...]) -> N
 @click.pass_obj
 def bindings_remove(ctx: Any, key: str, app: str) -> None:
     """Remove APP's binding to KEY."""
-    with ctx.deployment() as d:
+    with ctx.deployment() as d, d.access.write_ahead(SYSTEM, "keys.unbind", key=key,
+                                                    target=app):
         k = d.service.unbind_app(key, app)
         click.echo(json.dumps(k.summary()["apps"], sort_keys=True))
 
@@ -120,6 +121,6 @@ def bindings_conditions(ctx: Any, key: str, conditions_json: str) -> None:
         conditions = json.loads(conditions_json)
     except ValueError:
         raise click.BadParameter("conditions must be a JSON object") from None
-    with ctx.deployment() as d:
+    with ctx.deployment() as d, d.access.write_ahead(SYSTEM, "keys.conditions", key=key):
         k = d.service.set_conditions(key, conditions)
         click.echo(json.dumps(k.conditions, sort_keys=True))

@@ -8,20 +8,26 @@ place, and the audited entry points transports call.
 * :meth:`AccessControl.manage` — a management call: refused if the audit log
   is down, its denial or failure recorded durably; stored key changes are
   recorded by the key service's ``on_change`` (``key.history[-1]``), so the
-  CLI, the scheduler and approved requests are audited the same way.
+  CLI, the scheduler and approved requests are audited the same way;
+* :meth:`AccessControl.write_ahead` — the CLI's and the scheduler's changes get
+  the same ``started`` / change / outcome records as HTTP management calls.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
 
 from ..approval_executors import BUILTIN_EXECUTORS
 from ..approvals import Approvals, rules_from_config
 from ..audit.log import AuditLog, AuditSettings
-from ..audit.records import AuditEvent, current_request_id
+from ..audit.records import STARTED, AuditEvent, current_request_id
 from ..audit.sealing import SealingKeys
 from ..authorization import Principal, request_source
 from ..errors import ConfigurationError, KmsError, PermissionDenied
@@ -45,6 +51,14 @@ log = logging.getLogger(__name__)
 # truncation sit in two places (and the file costs less per record).
 DEFAULT_SINKS = ({"type": "jsonl"},)
 T = TypeVar("T")
+
+
+@attrs.define(slots=True)
+class WriteAhead:
+    """One bracketed change: its request id, and the outcome to record."""
+
+    request_id: str
+    outcome: str = "ok"
 
 
 def _settings(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,13 +189,35 @@ class AccessControl:
                                          key=key, target=target, source=source))
         return result
 
-    def manage_record_local(self, action: str, *, target: str | None = None,
-                            detail: str | None = None) -> None:
-        """Record a change made by the local ``system`` principal (the CLI)."""
-        from ..authorization import SYSTEM
+    @contextmanager
+    def write_ahead(self, actor: Principal | str, action: str, *, key: str | None = None,
+                    target: str | None = None, detail: str | None = None
+                    ) -> Iterator[WriteAhead]:
+        """Bracket a change made outside HTTP (the CLI, the scheduler) as the HTTP
+        management calls are: a durable ``started`` record first — if it cannot
+        be written, nothing runs — then the change, whose key records carry the
+        same request id, then the outcome (``ok``, the error's code, or what the
+        body set on the yielded :class:`WriteAhead`)."""
+        request_id = secrets.token_hex(8)
 
-        self.audit.record(AuditEvent.of(SYSTEM, action, at=self.clock(), target=target,
-                                        detail=detail))
+        def event(outcome: str) -> AuditEvent:
+            return AuditEvent(at=self.clock(), actor=str(actor), action=action,
+                              outcome=outcome, key=key, target=target, detail=detail,
+                              request_id=request_id)
+
+        self.audit.record(event(STARTED), seal=False)  # raises: nothing has run
+        token = current_request_id.set(request_id)
+        outcome = "internal_error"
+        try:
+            note = WriteAhead(request_id)
+            yield note
+            outcome = note.outcome
+        except KmsError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            current_request_id.reset(token)
+            self.audit.record(event(outcome))
 
     # -- key service callbacks ------------------------------------------------------------
 

@@ -70,7 +70,8 @@ class Runtime:
         # Every worker runs the scheduler; its steps are compare-and-swap
         # updates that re-check what is due, so racing workers act once.
         self.scheduler = Scheduler(deployment.service,
-                                   deployment.service.settings.scheduler_interval_seconds)
+                                   deployment.service.settings.scheduler_interval_seconds,
+                                   write_ahead=deployment.access.write_ahead)
         self.scheduler.start()
         interval = deployment.service.settings.store_poll_seconds
         signal = deployment.service.signal

@@ -23,13 +23,36 @@ def test_cli_audit_round_trip(tmp_path):
     code, out = run(d, "audit", "verify")
     assert code == 0 and "audit log verified" in out
     code, out = run(d, "audit", "search", "--key", "k1")
-    actions = [json.loads(line)["action"] for line in out.splitlines()]
-    assert actions == ["binding.set", "key.created"]
+    records = [json.loads(line) for line in out.splitlines()]
+    # Newest first; each local change bracketed: started, the key's record, outcome.
+    assert [(r["action"], r.get("outcome", "ok")) for r in records] == [
+        ("keys.bind", "ok"), ("binding.set", "ok"), ("keys.bind", "started"),
+        ("keys.create", "ok"), ("key.created", "ok"), ("keys.create", "started")]
+    assert len({r["request_id"] for r in records[:3]}) == 1
+    assert records[0]["request_id"] != records[3]["request_id"]
     code, out = run(d, "audit", "search", "--action", "users.create")
     assert json.loads(out.splitlines()[0])["target"] == "alice"
-    # Local changes carry no HTTP request id: the filter finds none of them.
+    code, out = run(d, "audit", "search", "--request-id", records[0]["request_id"])
+    assert [json.loads(line)["action"] for line in out.splitlines()] == \
+        ["keys.bind", "binding.set", "keys.bind"]
     code, out = run(d, "audit", "search", "--request-id", "0123456789abcdef")
     assert code == 0 and out == ""
+
+
+def test_a_local_change_does_not_run_if_its_started_record_cannot_be_written(tmp_path):
+    d = tmp_path / "d"
+    run(d, "init")
+    run(d, "keys", "create", "k1")
+    log = d / "audit.jsonl"  # the default sink: make it unwritable (a directory)
+    log.rename(d / "audit.jsonl.kept")
+    log.mkdir()
+    assert run(d, "keys", "show", "k1")[0] == 0  # the deployment opens; reads need no record
+    code, out = run(d, "keys", "rotate", "k1")
+    assert code == 1 and "unavailable" in out, out
+    log.rmdir()
+    (d / "audit.jsonl.kept").rename(log)
+    code, out = run(d, "keys", "show", "k1")
+    assert json.loads(out)["primary_version"] == 10001  # nothing ran
 
 
 def test_cli_audit_verify_fails_on_tampering(tmp_path):

@@ -176,3 +176,29 @@ def test_scheduler_thread_runs_passes(service: KeyService, clock) -> None:
     finally:
         scheduler.stop()
     assert service.get_key("k").primary_version == 10002
+
+
+def test_scheduler_steps_are_bracketed_by_audit_records(tmp_path) -> None:
+    from kmsframe.audit.records import STARTED
+    from kmsframe.audit.search import AuditQuery, search
+    from kmsframe.audit.sinks import ReadableSink
+    from kmsframe.model import RotationPolicy
+    from kmsframe.scheduler import Scheduler
+    from kmsframe.testing import embedded_deployment
+
+    with embedded_deployment(tmp_path) as d:
+        d.service.create_key("due", rotation_policy=RotationPolicy(3600, 0))
+        clock = d.service.clock
+        d.service.clock = lambda: clock() + 7200  # the rotation is due
+        scheduler = Scheduler(d.service, write_ahead=d.access.write_ahead)
+        assert scheduler.run_once().rotated == ("due",)
+        # Another scheduler won the step: recorded as nothing_due, not as a rotation.
+        assert scheduler._step("keys.rotate", "due", lambda name: None) is False
+        d.access.audit.flush()
+        sink = next(s for s in d.access.audit.sinks if isinstance(s, ReadableSink))
+        found = search(sink.read(), AuditQuery(key="due", action="keys.rotate"))
+        assert [r["outcome"] for r in reversed(found)] == [STARTED, "ok", STARTED,
+                                                           "nothing_due"]
+        assert {r["actor"] for r in found} == {"system:scheduler"}
+        rotated = search(sink.read(), AuditQuery(request_id=found[-1]["request_id"]))
+        assert {r["action"] for r in rotated} >= {"keys.rotate", "version.rotated"}, rotated
