@@ -91,8 +91,16 @@ def slow_operations(algorithm: Algorithm) -> frozenset[Operation]:
     declared = getattr(algorithm, "slow_operations", None)
     if declared is not None:
         return frozenset(Operation(op) for op in declared)
-    public_key = Purpose.SIGN in algorithm.purposes or not getattr(algorithm, "binds_aad", True)
-    return frozenset(Operation) if public_key else frozenset()
+    return frozenset(Operation) if is_public_key(algorithm) else frozenset()
+
+
+def is_public_key(algorithm: Algorithm) -> bool:
+    """Does ``algorithm`` sign, or encrypt without binding associated data?
+
+    Its calls take tens of microseconds at least, so transports run its
+    *batches* off their event loop even when single calls stay on it.
+    """
+    return Purpose.SIGN in algorithm.purposes or not getattr(algorithm, "binds_aad", True)
 
 
 # ---------------------------------------------------------------------------

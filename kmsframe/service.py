@@ -53,7 +53,7 @@ from .model import (
     VersionState,
 )
 from .plugins import PluginHost
-from .providers import HsmBackend, KeyHandle, slow_operations
+from .providers import HsmBackend, KeyHandle, is_public_key, slow_operations
 from .secrets import KeyMaterial
 
 T = TypeVar("T")
@@ -162,7 +162,8 @@ class KeyService:
         # Set by the deployment's access control to audit every stored change
         # (see kmsframe.access.control).
         self.on_change: Callable[[Key, Sequence[HistoryEntry]], None] | None = None
-        self._slow_operations: dict[str, frozenset[Operation]] = {}  # by algorithm id
+        # By algorithm id: (its slow operations, is it a public-key algorithm).
+        self._slow_operations: dict[str, tuple[frozenset[Operation], bool]] = {}
 
     # =====================================================================
     # Management
@@ -439,22 +440,26 @@ class KeyService:
         entry = self.cache.entries.get(name)
         return entry is not None and entry.deadline >= self.cache.clock()
 
-    def is_slow(self, name: str, op: Operation) -> bool:
-        """True when the algorithm of the cached key ``name`` declares ``op``
-        slow (:func:`kmsframe.providers.slow_operations`): transports then run
-        the call off their event loop. False for a key not in the cache."""
+    def is_slow(self, name: str, op: Operation, batch: bool = False) -> bool:
+        """True when a call of ``op`` on the cached key ``name`` should run off
+        the transport's event loop: its algorithm declares ``op`` slow
+        (:func:`kmsframe.providers.slow_operations`), or ``batch`` is set and
+        the algorithm is a public-key one (tens of µs an item add up). False
+        for a key not in the cache."""
         entry = self.cache.entries.get(name)
         if entry is None:
             return False
         algorithm = entry.key.algorithm
-        slow = self._slow_operations.get(algorithm)
-        if slow is None:
+        known = self._slow_operations.get(algorithm)
+        if known is None:
             try:
-                slow = slow_operations(self.plugins.algorithm(algorithm))
+                plugin = self.plugins.algorithm(algorithm)
+                known = (slow_operations(plugin), is_public_key(plugin))
             except UnsupportedAlgorithm:
-                slow = frozenset()  # the call itself reports the missing plugin
-            self._slow_operations[algorithm] = slow
-        return op in slow
+                known = (frozenset(), False)  # the call itself reports the missing plugin
+            self._slow_operations[algorithm] = known
+        slow, public_key = known
+        return op in slow or (batch and public_key)
 
     def _drop_cache(self) -> None:
         self._seen_change = bytes(self._change_view[:8])

@@ -154,7 +154,7 @@ class CryptoEndpoint:
                 out = await run_in_threadpool(self.serve, batch, service, name, body,
                                               principal, source)
             elif (limiter := self.runtime.crypto_limiter) is not None \
-                    and service.is_slow(name, self.operation):
+                    and service.is_slow(name, self.operation, batch):
                 out = await to_thread.run_sync(self.serve, batch, service, name, body,
                                                principal, source, limiter=limiter)
             else:
