@@ -120,6 +120,7 @@ def test_a_disable_on_one_node_is_refused_on_the_other_within_the_bound(
                         break
                     assert r.status_code == 200, r.text
                     time.sleep(0.02)
+        print(f"node B refused after {refused_after} s (poll {poll} s)")
         if poll:
             # The bound: one poll interval plus a store read (margin for a busy machine).
             assert refused_after is not None and refused_after < POLL + 1.0, refused_after
