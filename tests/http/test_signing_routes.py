@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from .config_server import init, serve, soft_config, stop
 from .conftest import crypto_as_test_app
 
 ROOT_TOKEN = "kmsf_root_signing-" + "s" * 40
@@ -31,70 +28,17 @@ PLUGINS = ["hsm_soft", "algo_aes", "storage_sql", "algo_sm4", "algo_sm2", "algo_
 
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cli(config: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kmsframe.cli", "--config", str(config), *args],
-                          capture_output=True, **kwargs)  # type: ignore[call-overload]
-
-
 @pytest.fixture(scope="module", params=["fast-path", "full-stack"])
 def base_url(tmp_path_factory: pytest.TempPathFactory,
              request: pytest.FixtureRequest) -> Iterator[str]:
     """A real server, twice: with the crypto fast path and without it."""
     data = tmp_path_factory.mktemp("kms-signing")
     extra = ["--no-fast-path"] if request.param == "full-stack" else []
-    (data / "unseal.secret").write_text(base64.urlsafe_b64encode(os.urandom(24)).decode())
-    config = data / "kms.toml"
-    config.write_text(f"""
-[deployment]
-data_dir = "{data}"
-plugins = {PLUGINS!r}
-
-[hsm]
-backend = "soft"
-keystore = "{data / 'keystore.json'}"
-unseal_secret = "$file:{data / 'unseal.secret'}"
-scrypt_n = 1024
-
-[storage]
-backend = "sql"
-url = "sqlite:///{data / 'kms.db'}"
-""".replace("'", '"'))
-    done = _cli(config, "init")
-    assert done.returncode == 0, done.stderr
-    port = _free_port()
-    log = open(data / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kmsframe.cli", "--config", str(config), "serve", "--port",
-         str(port), "--workers", "1", *extra],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "KMSFRAME_ROOT_TOKEN": ROOT_TOKEN, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (data / "server.log").read_text()
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, (data / "server.log").read_text()
-        time.sleep(0.1)
+    config = soft_config(data, PLUGINS)
+    init(config)
+    proc, url = serve(config, ROOT_TOKEN, *extra)
     yield url
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    log.close()
-    server_log = (data / "server.log").read_text(errors="replace")
-    assert "Traceback" not in server_log
+    stop(proc, config)
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from .conftest import crypto_as_test_app, free_port
+from .config_server import init, serve, soft_config, stop
+from .conftest import crypto_as_test_app
 
 ROOT_TOKEN = "kmsf_root_slow-crypto-" + "p" * 40
 PLUGINS = ["hsm_soft", "algo_aes", "storage_sql", "algo_rsa", "algo_sm2"]
@@ -39,64 +36,16 @@ PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
-def start_server(data: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    (data / "unseal.secret").write_text(base64.urlsafe_b64encode(os.urandom(24)).decode())
-    config = data / "kms.toml"
-    config.write_text(f"""
-[deployment]
-data_dir = "{data}"
-plugins = {PLUGINS!r}
-
-[hsm]
-backend = "soft"
-keystore = "{data / 'keystore.json'}"
-unseal_secret = "$file:{data / 'unseal.secret'}"
-scrypt_n = 1024
-
-[storage]
-backend = "sql"
-url = "sqlite:///{data / 'kms.db'}"
-""".replace("'", '"'))
-    cli = [sys.executable, "-m", "kmsframe.cli", "--config", str(config)]
-    done = subprocess.run([*cli, "init"], capture_output=True)
-    assert done.returncode == 0, done.stderr
-    port = free_port()
-    with open(data / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            [*cli, "serve", "--port", str(port), "--workers", "1", *extra],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "KMSFRAME_ROOT_TOKEN": ROOT_TOKEN, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (data / "server.log").read_text()
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, (data / "server.log").read_text()
-        time.sleep(0.1)
-
-
-def stop_server(proc: subprocess.Popen, data: Path) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert "Traceback" not in (data / "server.log").read_text(errors="replace")
-
-
 @pytest.fixture(scope="module", params=["pool", "inline"])
 def mode_url(tmp_path_factory: pytest.TempPathFactory,
              request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     data = tmp_path_factory.mktemp(f"kms-slow-{request.param}")
     extra = ("--crypto-threads", "0") if request.param == "inline" else ()
-    proc, url = start_server(data, *extra)
+    config = soft_config(data, PLUGINS)
+    init(config)
+    proc, url = serve(config, ROOT_TOKEN, *extra)
     yield request.param, url
-    stop_server(proc, data)
+    stop(proc, config)
 
 
 def client_for(url: str, as_app: Callable[[httpx.Request], None]) -> httpx.Client:

@@ -8,93 +8,33 @@ serving after the first node disabled it, so the bound really comes from polling
 
 from __future__ import annotations
 
-import base64
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import free_port
+from .config_server import init, serve, soft_config, stop
 
 pytestmark = pytest.mark.postgres
 
 ROOT = "kmsf_root_two-nodes-" + "n" * 30
+PLUGINS = ["hsm_soft", "algo_aes", "storage_sql"]
 POLL = 0.2
-
-
-def _config(data: Path, shared: Path, url: str, poll: float) -> Path:
-    data.mkdir(parents=True)
-    config = data / "kms.toml"
-    config.write_text(f"""
-[deployment]
-data_dir = "{data}"
-plugins = ["hsm_soft", "algo_aes", "storage_sql"]
-
-[hsm]
-backend = "soft"
-keystore = "{shared / 'keystore.json'}"
-unseal_secret = "$file:{shared / 'unseal.secret'}"
-scrypt_n = 1024
-
-[storage]
-backend = "sql"
-url = "{url}"
-
-[keys]
-store_poll_seconds = {poll}
-""")
-    return config
-
-
-def _serve(config: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = open(config.parent / "server.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kmsframe.cli", "--config", str(config), "serve",
-         "--port", str(port), "--workers", str(workers)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "KMSFRAME_ROOT_TOKEN": ROOT, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (config.parent / "server.log").read_text()
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                time.sleep(0.3 * workers)  # every worker up
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, (config.parent / "server.log").read_text()
-        time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.mark.parametrize("poll", [POLL, 0], ids=["polling", "not-polling"])
 def test_a_disable_on_one_node_is_refused_on_the_other_within_the_bound(
         tmp_path: Path, postgres_url: str, poll: float) -> None:
-    shared = tmp_path / "shared"
+    shared = tmp_path / "shared"  # one master key: the soft HSM's sealed keystore
     shared.mkdir()
-    (shared / "unseal.secret").write_text(base64.urlsafe_b64encode(os.urandom(24)).decode())
-    a = _config(tmp_path / "a", shared, postgres_url, POLL)
-    b = _config(tmp_path / "b", shared, postgres_url, poll)
-    done = subprocess.run([sys.executable, "-m", "kmsframe.cli", "--config", str(a), "init"],
-                          capture_output=True)
-    assert done.returncode == 0, done.stderr
+    a, b = (soft_config(tmp_path / node, PLUGINS, storage_url=postgres_url, hsm_dir=shared,
+                        extra=f"\n[keys]\nstore_poll_seconds = {seconds}\n")
+            for node, seconds in (("a", POLL), ("b", poll)))
+    init(a)
     # The control needs every worker of B warm, which one worker makes certain.
-    (proc_a, url_a), (proc_b, url_b) = _serve(a, 1), _serve(b, 2 if poll else 1)
+    (proc_a, url_a) = serve(a, ROOT)
+    (proc_b, url_b) = serve(b, ROOT, workers=2 if poll else 1)
     root = {"Authorization": f"Bearer {ROOT}"}
     try:
         with httpx.Client(base_url=url_a, headers=root, timeout=30) as node_a:
@@ -127,5 +67,5 @@ def test_a_disable_on_one_node_is_refused_on_the_other_within_the_bound(
         else:
             assert refused_after is None  # the cached key serves on: polling is the bound
     finally:
-        _stop(proc_a)
-        _stop(proc_b)
+        stop(proc_a, a)
+        stop(proc_b, b)
