@@ -8,6 +8,7 @@ the tests receive is kept (``seen``) so the leak checks can grep them too.
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -190,6 +191,24 @@ def key(client: httpx.Client, request: pytest.FixtureRequest) -> str:
     r = client.post("/v1/keys", json={"name": name})
     assert r.status_code == 201, r.text
     return name
+
+
+_key_numbers = iter(range(1_000_000))
+
+
+def make_key(client: httpx.Client, algorithm: str, purpose: str | None = None) -> str:
+    """A fresh key of ``algorithm`` (named after it), created through ``client``."""
+    name = f"{algorithm}-{next(_key_numbers)}"
+    body = {"name": name, "algorithm": algorithm}
+    if purpose:
+        body["purpose"] = purpose
+    r = client.post("/v1/keys", json=body)
+    assert r.status_code == 201, r.text
+    return name
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def error_code(response: httpx.Response) -> str:

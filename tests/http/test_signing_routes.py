@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from .config_server import init, serve, soft_config, stop
-from .conftest import crypto_as_test_app
+from .conftest import b64, crypto_as_test_app, make_key
 
 ROOT_TOKEN = "kmsf_root_signing-" + "s" * 40
 PLUGINS = ["hsm_soft", "algo_aes", "storage_sql", "algo_sm4", "algo_sm2", "algo_rsa", "algo_ec",
@@ -48,23 +48,6 @@ def client(base_url: str) -> Iterator[httpx.Client]:
                       headers={"Authorization": f"Bearer {ROOT_TOKEN}"},
                       event_hooks={"request": [crypto_as_test_app(base_url, ROOT_TOKEN)]}) as c:
         yield c
-
-
-_counter = iter(range(1_000_000))
-
-
-def make_key(client: httpx.Client, algorithm: str, purpose: str | None = None) -> str:
-    name = f"{algorithm}-{next(_counter)}"
-    body = {"name": name, "algorithm": algorithm}
-    if purpose:
-        body["purpose"] = purpose
-    r = client.post("/v1/keys", json=body)
-    assert r.status_code == 201, r.text
-    return name
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def error_code(response: httpx.Response) -> str:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from .config_server import init, serve, soft_config, stop
-from .conftest import crypto_as_test_app
+from .conftest import b64, crypto_as_test_app, make_key
 
 ROOT_TOKEN = "kmsf_root_slow-crypto-" + "p" * 40
 PLUGINS = ["hsm_soft", "algo_aes", "storage_sql", "algo_rsa", "algo_sm2"]
@@ -60,23 +60,6 @@ def mode_client(mode_url: tuple[str, str]) -> Iterator[tuple[str, httpx.Client]]
     # Crypto calls go out as a test app bound to each key (the root token is no app).
     with client_for(url, crypto_as_test_app(url, ROOT_TOKEN)) as c:
         yield mode, c
-
-
-_counter = iter(range(1_000_000))
-
-
-def make_key(client: httpx.Client, algorithm: str, purpose: str | None = None) -> str:
-    name = f"{algorithm}-{next(_counter)}"
-    body = {"name": name, "algorithm": algorithm}
-    if purpose:
-        body["purpose"] = purpose
-    r = client.post("/v1/keys", json=body)
-    assert r.status_code == 201, r.text
-    return name
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def test_aes_encrypts_are_not_stuck_behind_an_rsa_4096_batch(
