@@ -12,6 +12,13 @@ One pass (``run_once``) looks at every key:
 Every step is an optimistic update of the key, so several schedulers (one per
 node) may run at once: one wins each step and the others see nothing to do.
 
+With ``lock_path`` (the serving workers pass one in the data directory),
+only the worker holding an exclusive ``flock`` on it runs passes: one
+scheduler per host instead of one per worker, so a due rotation is
+attempted (and audited) once per host. The others try to take the lock
+every interval, so when the holder dies its lock dies with it and another
+worker carries on.
+
 Given ``write_ahead`` (:meth:`kmsframe.access.control.AccessControl.write_ahead`),
 each step it takes is bracketed like a management call: a durable ``started``
 record before it runs, then the outcome — ``ok``, ``nothing_due`` when another
@@ -20,11 +27,13 @@ scheduler won the step, or the error's code.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import attrs
 
@@ -47,10 +56,13 @@ class PassReport:
 
 class Scheduler:
     def __init__(self, service: KeyService, interval_seconds: float = 60.0, *,
-                 write_ahead: Callable[..., AbstractContextManager[Any]] | None = None) -> None:
+                 write_ahead: Callable[..., AbstractContextManager[Any]] | None = None,
+                 lock_path: Path | None = None) -> None:
         self.service = service
         self.interval = interval_seconds
         self.write_ahead = write_ahead
+        self.lock_path = lock_path
+        self._lock_file: IO[bytes] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -99,10 +111,27 @@ class Scheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
+
+    def leads(self) -> bool:
+        """Is this the host's scheduler (holding the lock), or is there no lock?"""
+        if self.lock_path is None or self._lock_file is not None:
+            return True
+        handle = open(self.lock_path, "ab")  # noqa: SIM115 - held while leading
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._lock_file = handle
+        return True
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.run_once()
+                if self.leads():
+                    self.run_once()
             except Exception:  # keep the scheduler alive; the next pass retries
                 log.exception("scheduler pass failed")

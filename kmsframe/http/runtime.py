@@ -67,11 +67,13 @@ class Runtime:
         self.metrics.cache_stats = lambda: (cache.hits, cache.misses)
         self.exchange = MetricsExchange(deployment.config.data_dir / "metrics", self.metrics)
         self.exchange.publish()
-        # Every worker runs the scheduler; its steps are compare-and-swap
-        # updates that re-check what is due, so racing workers act once.
+        # One worker per host runs the scheduler (a flock in the data dir; the
+        # others take over if it dies); across hosts its steps are
+        # compare-and-swap updates that re-check what is due, so they act once.
         self.scheduler = Scheduler(deployment.service,
                                    deployment.service.settings.scheduler_interval_seconds,
-                                   write_ahead=deployment.access.write_ahead)
+                                   write_ahead=deployment.access.write_ahead,
+                                   lock_path=deployment.config.data_dir / "scheduler.lock")
         self.scheduler.start()
         interval = deployment.service.settings.store_poll_seconds
         signal = deployment.service.signal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,3 +203,43 @@ def test_scheduler_steps_are_bracketed_by_audit_records(tmp_path) -> None:
         assert {r["actor"] for r in found} == {"system:scheduler"}
         rotated = search(sink.read(), AuditQuery(request_id=found[-1]["request_id"]))
         assert {r["action"] for r in rotated} >= {"keys.rotate", "version.rotated"}, rotated
+
+
+def _lead_and_wait(lock: str, ready) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from kmsframe.scheduler import Scheduler
+
+    scheduler = Scheduler(None, lock_path=Path(lock))  # type: ignore[arg-type]
+    ready.put(scheduler.leads())
+    time.sleep(60)  # until killed (a process killed inside Event.wait can wedge the Event)
+
+
+def test_one_scheduler_per_host_leads_and_another_takes_over(tmp_path) -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    from kmsframe.scheduler import Scheduler
+
+    lock = tmp_path / "scheduler.lock"
+    spawn = multiprocessing.get_context("spawn")
+    ready = spawn.Queue()
+    other = spawn.Process(target=_lead_and_wait, args=(str(lock), ready))
+    other.start()
+    try:
+        assert ready.get(timeout=60) is True  # the other worker leads
+        here = Scheduler(None, lock_path=lock)  # type: ignore[arg-type]
+        assert here.leads() is False
+        os.kill(other.pid, signal.SIGKILL)  # the leader dies: its lock dies with it
+        other.join(timeout=30)
+        assert here.leads() is True and here.leads() is True
+        second = Scheduler(None, lock_path=lock)  # type: ignore[arg-type]
+        assert second.leads() is False
+        here.stop()  # a clean stop hands it on too
+        assert second.leads() is True
+        second.stop()
+    finally:
+        if other.is_alive():
+            other.kill()
+        other.join(timeout=30)
