@@ -20,14 +20,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from harness import free_port, stop  # bench/ is on sys.path when a script runs
 
 PLUGINS = ["hsm_soft", "algo_aes", "storage_sql", "algo_sm4", "algo_sm2", "algo_rsa", "algo_ec",
            "algo_hmac"]
@@ -47,12 +47,6 @@ CASES = [
     ("rsa-2048", "encrypt", ("decrypt",)),
     ("rsa-4096", "sign", ("sign",)),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url: str, token: str, body: dict | None = None, method: str | None = None) -> dict:
@@ -176,12 +170,7 @@ def main() -> int:
             print(f"  round {round_ + 1} of {args.rounds} done", flush=True)
         rows = [(a, op, best[(a, op)]) for a, op, _, _ in cases]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
         log.close()
     baseline = next(r["rps"] for a, op, r in rows if (a, op) == ("aes-256-gcm", "encrypt"))
     print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds} rounds; "

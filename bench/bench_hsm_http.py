@@ -20,16 +20,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 from click.testing import CliRunner
+from harness import free_port, stop, wait_up  # bench/ is on sys.path when a script runs
 from kmsframe_hsm_pkcs11.testing import Realm, deployment_toml, missing_tools
 
 from kmsframe.cli import main as cli
@@ -37,28 +35,11 @@ from kmsframe.cli import main as cli
 ROOT_TOKEN = "bench-root-token"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post(url: str, token: str, body: dict, method: str = "POST") -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method, headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
-
-
-def wait_up(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def wrk(url: str, script: Path, connections: int, duration: int) -> tuple[float, str, str]:
@@ -123,8 +104,7 @@ def main() -> None:
                 if run[0] > best.get(case, (0.0, "", ""))[0]:
                     best[case] = run
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            stop(server)
     print(f"HTTP encrypt, pkcs11 aes-gcm on SoftHSM2, {args.workers} workers, "
           f"wrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds}")
     for case, (rps, p50, p99) in best.items():

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench_algorithms_http import PLUGINS, ROOT, _ms, bind, call, free_port
+from bench_algorithms_http import PLUGINS, ROOT, _ms, bind, call
+from harness import free_port, stop
 
 # (label, algorithm, purpose, operation, items per request; 0: a single call)
 BACKGROUND = [
@@ -84,12 +84,7 @@ class Server:
         time.sleep(0.5 * workers)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop(self.proc)
         self.log.close()
 
 
