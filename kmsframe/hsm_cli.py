@@ -74,7 +74,7 @@ def _check(d: "Deployment", request_id: str, operation: str) -> CeremonyTicket:
     try:
         return CeremonyTickets(d.storage).check(request_id, operation)
     except KmsError as exc:
-        _audit(d, request_id, operation, exc.code)
+        _refused(d, approval_principal(request_id), operation, exc.code, target=request_id)
         raise
 
 
@@ -100,10 +100,11 @@ def _ceremony(d: "Deployment", ticket: CeremonyTicket) -> Iterator[Mapping[str, 
 _HOST = f"ceremony on host {socket.gethostname()}"
 
 
-def _audit(d: "Deployment", request_id: str, operation: str, outcome: str) -> None:
-    d.access.audit.record(AuditEvent.of(
-        approval_principal(request_id), operation, at=time.time(), outcome=outcome,
-        target=request_id, detail=_HOST))
+def _refused(d: "Deployment", actor: object, operation: str, outcome: str, *,
+             target: str | None = None, detail: str = _HOST) -> None:
+    """Record a ceremony refused before it started (nothing ran, so no write-ahead)."""
+    d.access.audit.record(AuditEvent(at=time.time(), actor=str(actor), action=operation,
+                                     outcome=outcome, target=target, detail=detail))
 
 
 def _new_master_key(ctx: Any, request_id: str, operation: str) -> None:
@@ -238,9 +239,8 @@ def _disaster_recovery(ctx: Any, d: "Deployment", tokens: tuple[str, ...],
     """Restore after total loss: allowed only when the HSM opens no stored key."""
     actor = f"cli:disaster-recovery@{socket.gethostname()}"
     if not ceremonies.master_key_lost(d.hsm, d.service.keys):
-        d.access.audit.record(AuditEvent(at=time.time(), actor=actor, action="mk.restore",
-                                         outcome="permission_denied",
-                                         detail="a token still holds the master key"))
+        _refused(d, actor, "mk.restore", "permission_denied",
+                 detail="a token still holds the master key")
         raise PermissionDenied("a configured token still holds the master key the data needs: "
                                "restore under an approved request (--approval)")
     shares = _read_shares(share_files, prompt_count)

@@ -74,9 +74,7 @@ class StoreSyncedSignal:
 
     def poll(self) -> bool:
         """Take in the other hosts' changes; True if there were any."""
-        doc = self.storage.get(KIND_SIGNAL, SIGNAL_ID)
-        generation = int(doc.data["n"]) if doc is not None else 0
-        return self.local.observe_remote(generation)
+        return self.local.observe_remote(_generation(self.storage.get(KIND_SIGNAL, SIGNAL_ID)))
 
     def close(self) -> None:
         self.local.close()
@@ -84,7 +82,7 @@ class StoreSyncedSignal:
     def _increment(self) -> int:
         for _ in range(MAX_INCREMENT_ATTEMPTS):
             doc = self.storage.get(KIND_SIGNAL, SIGNAL_ID)
-            n = (int(doc.data["n"]) if doc is not None else 0) + 1
+            n = _generation(doc) + 1
             try:
                 self.storage.put(KIND_SIGNAL, SIGNAL_ID, {"n": n},
                                  expected_revision=0 if doc is None else doc.revision)
@@ -92,6 +90,11 @@ class StoreSyncedSignal:
                 continue
             return n
         raise ConcurrentModification("the change signal is busy")
+
+
+def _generation(doc: Any) -> int:
+    """The store's change generation in the signal document (0 before the first)."""
+    return int(doc.data["n"]) if doc is not None else 0
 
 
 class StorePoller:
